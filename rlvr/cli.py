@@ -1,0 +1,52 @@
+"""The ``rlvr`` command: ``rlvr <command> [hydra overrides ...]``.
+
+Each command lives in its own module and exposes ``main(argv: list[str]) -> int``; this file only dispatches,
+so ``rlvr --help`` stays fast (no torch import) and a new command is one line in ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module with a ``main(argv) -> int``, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sft": ("rlvr.sft", "cold-start supervised fine-tuning on reasoning traces (TRL SFTTrainer)"),
+    "tasks": ("rlvr.tasks.cli", "list tasks, or render a sample prompt and reference answer of one"),
+    "verify": ("rlvr.verify_cli", "score a jsonl of completions with any verifier"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [
+        "usage: rlvr <command> [key=value ...]   (Hydra overrides, e.g. model=tiny sft.max_steps=100)",
+        "",
+        "commands:",
+        *(f"  {name:<{width}}  {help_}" for name, (_, help_) in sorted(COMMANDS.items())),
+        "",
+        "`rlvr <command> --help` shows the command's configuration with every option's help.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from rlvr import __version__
+
+        print(f"rlvr {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"rlvr: unknown command {name!r}.\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
