@@ -1,0 +1,10 @@
+"""Rollout: turn task samples into sampled completions (``Rollout``) and padded training batches.
+
+``RolloutEngine`` is the interface every engine implements; ``HFEngine`` is the transformers one. Engines are
+imported from their own modules so that importing this package never loads torch-heavy backends by accident.
+"""
+
+from rlvr.rollout.base import RolloutEngine, SamplingParams
+from rlvr.rollout.types import FinishReason, Rollout, RolloutBatch
+
+__all__ = ["FinishReason", "Rollout", "RolloutBatch", "RolloutEngine", "SamplingParams"]

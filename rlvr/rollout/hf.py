@@ -1,0 +1,251 @@
+"""``HFEngine``: rollouts with transformers ``generate`` (KV cache, batched, left padding).
+
+Which distribution the logprobs refer to
+----------------------------------------
+``Rollout.logprobs[t] = log softmax(z_t / tau)[y_t]`` where ``z_t`` are the model's raw fp32 logits at step t,
+``y_t`` the sampled token and ``tau = params.temperature`` (``tau = 1`` for greedy decoding, i.e. the raw
+model). Top-p truncation is *not* folded in: the logprob is that of the tempered full distribution, the same
+quantity ``rlvr.grpo.logprobs.token_logprobs(..., temperature=tau)`` recomputes with teacher forcing, so
+sampler and trainer logprobs are comparable token for token (with ``top_p=1`` it is exactly the sampling
+distribution). This matches verl's convention (logits divided by temperature in the trainer) and vLLM's
+``logprobs_mode="processed_logprobs"`` without top-p.
+
+How: a single logits processor (the only one: temperature and top-p are applied here, not by transformers,
+so no model-specific generation defaults such as a hub ``top_k=20`` or repetition penalty leak in) keeps the
+previous step's log-softmax [rows, V] and gathers the sampled token's value at the next step. Memory is
+O(rows x V), instead of the O(rows x T x V) that ``output_logits=True`` would hold.
+
+Ending a completion: it stops at the first eos (``<|im_end|>`` for the chat models here; every id in the
+generation config's ``eos_token_id`` and the tokenizer's eos) or at the token that completes one of
+``params.stop`` — both give ``finish_reason="stop"`` and the ending token is kept in ``completion_ids`` so the
+policy is trained to emit it. Otherwise the completion has exactly ``max_new_tokens`` tokens and
+``finish_reason="length"``. A pad token the model samples before that is an ordinary token.
+
+Determinism: with ``params.seed`` set, the global torch RNG is forked and seeded for the call (the caller's
+RNG state is left untouched), so the same samples, n, params, ``batch_size`` and model give the same rollouts.
+Different batching changes which random numbers each row draws.
+
+Thinking tokens: with ``<think>``/``</think>`` as single tokens (the tiny model), the count is the number of
+completion tokens strictly between them; a completion with no close tag counts everything after the open tag
+(minus a final eos), and one with a close tag but no open tag (the template opened the block in the prompt)
+counts everything before it. No tags at all: 0. Multi-token tags are located in the text and the span is
+re-tokenized, which can differ from the sampled tokenization by a token or two.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from rlvr.rollout.base import RolloutEngine, SamplingParams
+from rlvr.rollout.types import Rollout
+from rlvr.tasks.base import Message, Sample
+
+
+def render_prompt(tokenizer: Any, messages: Sequence[Message]) -> list[int]:
+    """Chat messages -> prompt token ids (template with generation prompt; the template adds any special tokens)."""
+    text = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Set to -inf every token outside the smallest set whose probability reaches ``top_p`` (ties kept by sort)."""
+    sorted_logits, order = logits.sort(dim=-1, descending=True)  # [R, V]
+    probs = sorted_logits.softmax(dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # [R, V] probability of the tokens ranked above this one
+    remove_sorted = mass_before >= top_p  # the top token always has mass_before 0 < top_p, so one survives
+    remove = torch.zeros_like(remove_sorted).scatter(-1, order, remove_sorted)
+    return logits.masked_fill(remove, float("-inf"))
+
+
+class _SamplerLogprobs:
+    """Logits processor: applies temperature/top-p and records log softmax(z / tau) of each sampled token."""
+
+    def __init__(self, params: SamplingParams):
+        self.params = params
+        self.prev: torch.Tensor | None = None  # [R, V] log-probs of the previous step
+        self.per_step: list[torch.Tensor] = []  # T_gen x [R]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.prev is not None:  # input_ids[:, -1] is the token sampled from self.prev
+            self.per_step.append(self.prev.gather(1, input_ids[:, -1:]).squeeze(1))
+        scaled = scores.float() / self.params.logprob_temperature  # [R, V]
+        self.prev = torch.log_softmax(scaled, dim=-1)
+        if self.params.greedy or self.params.top_p >= 1.0:
+            return scaled  # argmax is unchanged by the scale
+        return _top_p_filter(scaled, self.params.top_p)
+
+    def token_logprobs(self, generated: torch.Tensor) -> torch.Tensor:
+        """[R, T_gen] log-probs of ``generated`` [R, T_gen]."""
+        steps = list(self.per_step)
+        t_gen = generated.shape[1]
+        if len(steps) < t_gen and self.prev is not None:  # the last token has no following call
+            steps.append(self.prev.gather(1, generated[:, -1:]).squeeze(1))
+        # generate may run a step past the stop and undo it; keep one entry per returned token
+        return torch.stack(steps[:t_gen], dim=1) if t_gen else generated.new_zeros((generated.shape[0], 0)).float()
+
+
+class _StopOnStrings:
+    """Stopping criterion: a row stops once the text of its last few completion tokens contains a stop string.
+
+    Looking at a short token window (not the whole completion) keeps each step O(window); a stop string of k
+    characters lies within the last k + 2 tokens because every ordinary token decodes to at least one character.
+    Records the completion length at which each row first matched, so the engine ends it there.
+    """
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_len: int, rows: int):
+        self.tokenizer = tokenizer
+        self.stops = tuple(stops)
+        self.prompt_len = prompt_len
+        self.window = max(len(s) for s in self.stops) + 2
+        self.stopped_at: list[int | None] = [None] * rows
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
+        completion = input_ids[:, self.prompt_len:]  # [R, t]
+        tails = self.tokenizer.batch_decode(completion[:, -self.window:], skip_special_tokens=True)
+        hit = [any(s in text for s in self.stops) for text in tails]
+        for row, h in enumerate(hit):
+            if h and self.stopped_at[row] is None:
+                self.stopped_at[row] = completion.shape[1]
+        return torch.tensor(hit, dtype=torch.bool, device=input_ids.device)
+
+
+class HFEngine(RolloutEngine):
+    """Rollouts from a transformers causal LM. See the module docstring for the logprob and stop semantics.
+
+    ``batch_size`` bounds the rows (prompts x n) per ``generate`` call; all n completions of a prompt share a
+    call. The model is put in eval mode during generation and restored afterwards (the trainer shares it).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 64, think_open: str = "<think>",
+                 think_close: str = "</think>"):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.think_open, self.think_close = think_open, think_close
+        self.think_ids = (self._single_token_id(think_open), self._single_token_id(think_close))
+        eos = model.generation_config.eos_token_id if model.generation_config is not None else None
+        eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            eos_ids.add(tokenizer.eos_token_id)
+        if not eos_ids:
+            raise ValueError("HFEngine needs an eos token: neither the generation config nor the tokenizer has one")
+        self.eos_ids = sorted(eos_ids)
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.eos_ids[0]
+
+    def _single_token_id(self, tag: str) -> int | None:
+        ids = self.tokenizer(tag, add_special_tokens=False)["input_ids"]
+        return ids[0] if len(ids) == 1 else None
+
+    # ------------------------------------------------------------------------------------------ generate
+    def generate(self, samples: Sequence[Sample], n: int = 1, params: SamplingParams | None = None) -> list[Rollout]:
+        params = params or SamplingParams()
+        if n < 1:
+            raise ValueError(f"n={n} must be >= 1")
+        prompts = [render_prompt(self.tokenizer, s.prompt) for s in samples]
+        per_call = max(1, self.batch_size // n)
+        device = self.model.device
+        rollouts: list[Rollout] = []
+        was_training = self.model.training
+        self.model.eval()
+        rng_devices = [device.index or 0] if device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=rng_devices):
+                if params.seed is not None:
+                    torch.manual_seed(params.seed)
+                for start in range(0, len(samples), per_call):
+                    chunk = range(start, min(start + per_call, len(samples)))
+                    rollouts += self._generate_chunk([samples[i] for i in chunk], [prompts[i] for i in chunk], n,
+                                                     params)
+        finally:
+            self.model.train(was_training)
+        return rollouts
+
+    def _generate_chunk(self, samples: list[Sample], prompts: list[list[int]], n: int,
+                        params: SamplingParams) -> list[Rollout]:
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        p = max(len(ids) for ids in prompts)
+        rows = len(prompts) * n
+        input_ids = torch.full((len(prompts), p), self.pad_id, dtype=torch.long)  # [b, P] left-padded
+        attention_mask = torch.zeros((len(prompts), p), dtype=torch.long)  # [b, P]
+        for i, ids in enumerate(prompts):
+            input_ids[i, p - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[i, p - len(ids):] = 1
+        # [b, P] -> [b*n, P]: row i*n + j is completion j of prompt i (prompt-major)
+        input_ids = input_ids.repeat_interleave(n, dim=0).to(self.model.device)
+        attention_mask = attention_mask.repeat_interleave(n, dim=0).to(self.model.device)
+
+        recorder = _SamplerLogprobs(params)
+        stopper = _StopOnStrings(self.tokenizer, params.stop, p, rows) if params.stop else None
+        # Temperature/top-p live in `recorder`. transformers fills every unset field of `gen_cfg` from the
+        # model's own generation config (a hub checkpoint may carry top_k=20, repetition_penalty=1.05, ...), which
+        # would add processors after ours; a blank model config for the duration of the call prevents that.
+        sampling = {"top_k": 0} if not params.greedy else {}  # top_k=0 disables the global default top_k=50
+        gen_cfg = GenerationConfig(
+            max_new_tokens=params.max_new_tokens, do_sample=not params.greedy, temperature=1.0, top_p=1.0,
+            eos_token_id=self.eos_ids, pad_token_id=self.pad_id, use_cache=True, return_dict_in_generate=True,
+            **sampling,
+        )
+        saved_cfg = self.model.generation_config
+        self.model.generation_config = GenerationConfig()
+        try:
+            out = self.model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, generation_config=gen_cfg,
+                logits_processor=LogitsProcessorList([recorder]),
+                stopping_criteria=StoppingCriteriaList([stopper]) if stopper else None,
+            )
+        finally:
+            self.model.generation_config = saved_cfg
+        generated = out.sequences[:, p:]  # [b*n, T_gen]
+        logprobs = recorder.token_logprobs(generated).cpu()  # [b*n, T_gen]
+        generated = generated.cpu()
+
+        result = []
+        eos = set(self.eos_ids)
+        for row in range(rows):
+            ids = generated[row].tolist()
+            end, reason = len(ids), "length"
+            for t, tok in enumerate(ids):
+                if tok in eos:
+                    end, reason = t + 1, "stop"
+                    break
+            if stopper is not None and stopper.stopped_at[row] is not None and stopper.stopped_at[row] <= end:
+                end, reason = stopper.stopped_at[row], "stop"
+            ids = ids[:end]
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            sample = samples[row // n]
+            result.append(Rollout(
+                sample_id=sample.id,
+                prompt_ids=tuple(prompts[row // n]),
+                completion_ids=tuple(ids),
+                logprobs=tuple(logprobs[row, :end].tolist()),
+                text=text,
+                finish_reason=reason,
+                thinking_tokens=self._thinking_tokens(ids, text),
+                index=row % n,
+            ))
+        return result
+
+    # ------------------------------------------------------------------------------------------ thinking
+    def _thinking_tokens(self, ids: list[int], text: str) -> int:
+        open_id, close_id = self.think_ids
+        if open_id is not None and close_id is not None:
+            has_open, has_close = open_id in ids, close_id in ids
+            if not has_open and not has_close:
+                return 0
+            start = ids.index(open_id) + 1 if has_open else 0
+            if close_id in ids[start:]:
+                return ids.index(close_id, start) - start
+            body = ids[start:]
+            return len(body) - (1 if body and body[-1] in self.eos_ids else 0)
+        # multi-token tags: find them in the text and re-tokenize the span between them
+        has_open, has_close = self.think_open in text, self.think_close in text
+        if not has_open and not has_close:
+            return 0
+        start = text.index(self.think_open) + len(self.think_open) if has_open else 0
+        end = text.find(self.think_close, start)
+        span = text[start:end if end >= 0 else len(text)]
+        return len(self.tokenizer(span, add_special_tokens=False)["input_ids"])
