@@ -11,6 +11,7 @@ import sys
 
 # name -> (module with a ``main(argv) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "grpo": ("rlvr.grpo.trainer", "GRPO on a task's verifiable rewards (from an SFT checkpoint or any model)"),
     "sft": ("rlvr.sft", "cold-start supervised fine-tuning on reasoning traces (TRL SFTTrainer)"),
     "tasks": ("rlvr.tasks.cli", "list tasks, or render a sample prompt and reference answer of one"),
     "verify": ("rlvr.verify_cli", "score a jsonl of completions with any verifier"),

@@ -112,6 +112,7 @@ def trl_args(cfg: DictConfig, out: Path):
         lr_scheduler_type=s.lr_scheduler,
         warmup_steps=int(s.warmup_ratio * s.max_steps),
         weight_decay=s.weight_decay,
+        adam_beta2=s.adam_beta2,
         logging_steps=s.logging_steps,
         save_strategy="steps" if s.save_steps else "no",
         save_steps=s.save_steps or s.max_steps,
@@ -122,6 +123,7 @@ def trl_args(cfg: DictConfig, out: Path):
         seed=cfg.seed,
         data_seed=cfg.seed,
         max_length=s.max_length,
+        gradient_checkpointing=s.gradient_checkpointing,
         dataset_kwargs={"skip_prepare_dataset": True},  # tokenized and masked above
         dataloader_num_workers=0,
     )

@@ -1,0 +1,160 @@
+"""GRPO checkpoints: everything a killed run needs to continue as if it had never stopped.
+
+``<output_dir>/checkpoints/step_N/`` holds
+
+    config.json, model.safetensors, ...   the policy (``save_pretrained``: the folder loads as a model)
+    tokenizer.json, ...                   the tokenizer (so ``model.name_or_path=.../step_N`` just works)
+    trainer_state.pt                      optimizer, LR scheduler, RNG states (python, numpy, torch, cuda),
+                                          data position, step
+
+A checkpoint is written into ``step_N.tmp`` and renamed to ``step_N`` only when complete: a rename within one
+directory is atomic, so a kill mid-save leaves a ``.tmp`` folder (ignored, removed by the next save) and the
+previous checkpoint intact. Only ``step_<int>`` folders with a ``trainer_state.pt`` count as checkpoints.
+
+RNG states are restored for completeness (anything that draws from the global generators keeps its stream),
+but the trainer does not rely on them for its own draws: rollout seeds are derived from (seed, step, round) and
+the data order from (seed, epoch), so a resumed run repeats the same samples even if a library draws random
+numbers behind its back.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STATE_FILE = "trainer_state.pt"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+@dataclass
+class TrainerState:
+    step: int  # optimizer-loop steps completed
+    data_position: int  # prompts consumed from the shuffled train stream
+
+
+def checkpoint_dir(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints as (step, folder), oldest first."""
+    root = checkpoint_dir(output_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        m = _STEP_DIR.match(child.name)
+        if m and (child / STATE_FILE).is_file():
+            found.append((int(m.group(1)), child))
+    return sorted(found)
+
+
+def newest_checkpoint(output_dir: str | Path) -> Path | None:
+    found = list_checkpoints(output_dir)
+    return found[-1][1] if found else None
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(output_dir: str | Path, state: TrainerState, model: Any, tokenizer: Any, optimizer: Any,
+                    scheduler: Any, keep: int = 2) -> Path:
+    """Write ``checkpoints/step_<state.step>`` atomically, then delete all but the newest ``keep`` checkpoints."""
+    root = checkpoint_dir(output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{state.step}"
+    tmp = root / f"step_{state.step}.tmp"
+    if tmp.exists():  # left by a run killed mid-save
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    torch.save({
+        "step": state.step,
+        "data_position": state.data_position,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_state(),
+    }, tmp / STATE_FILE)
+    if final.exists():  # a re-save of the same step (e.g. after a resume from it): replace it
+        shutil.rmtree(final)
+    tmp.rename(final)
+    for _, old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_trainer_state(folder: str | Path, optimizer: Any, scheduler: Any) -> TrainerState:
+    """Restore optimizer, scheduler and RNG states from ``folder``; the model weights are loaded by the caller."""
+    blob = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(blob["optimizer"])
+    scheduler.load_state_dict(blob["scheduler"])
+    set_rng_state(blob["rng"])
+    return TrainerState(step=int(blob["step"]), data_position=int(blob["data_position"]))
+
+
+def load_weights(model: Any, folder: str | Path) -> None:
+    """Copy the policy weights saved in ``folder`` into ``model`` (same architecture), in place.
+
+    In place (rather than ``from_pretrained``) so the model object the optimizer and accelerator hold stays the
+    same. ``save_pretrained`` drops tied weights (lm_head = embed_tokens), hence ``strict=False`` plus a check
+    that only tied parameters were missing.
+    """
+    from safetensors.torch import load_file
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors in checkpoint {folder}")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    tied |= {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+    really_missing = [k for k in missing if k not in tied]
+    if really_missing or unexpected:
+        raise RuntimeError(f"checkpoint {folder} does not match the model: missing {really_missing[:5]}, "
+                           f"unexpected {unexpected[:5]}")
+    if hasattr(model, "tie_weights"):
+        model.tie_weights()
+
+
+def truncate_jsonl(path: str | Path, keep_until_step: int | None) -> None:
+    """Keep rows with ``step <= keep_until_step`` (all dropped when None): a resumed run rewrites later steps.
+
+    Torn last lines (a SIGKILL mid-write) are dropped too.
+    """
+    import json
+
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if keep_until_step is not None and row.get("step", 0) <= keep_until_step:
+            kept.append(line + "\n")
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(kept))
+    tmp.replace(path)

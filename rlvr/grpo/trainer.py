@@ -1,0 +1,519 @@
+"""``rlvr grpo``: GRPO-family RL from verifiable rewards, one readable loop.
+
+    rlvr grpo model.name_or_path=runs/sft/final task=arith algo=dapo grpo.max_steps=100 output_dir=runs/grpo
+    rlvr grpo algo=grpo grpo.prompts_per_step=16 grpo.group_size=8 grpo.learning_rate=3e-4 ...
+    rlvr grpo --help                                   # every knob, with what it trades off
+    accelerate launch -m rlvr.cli grpo ...             # same loop, one process per device (see "Processes")
+
+Each step, top to bottom:
+1. rollout: take the next B prompts of the task's train split (a shuffled stream whose position is part of the
+   checkpoint) and sample G completions each with the rollout engine (HF ``generate``; the seed of every
+   rollout call is derived from (seed, step, round, rank), so a resumed run samples exactly the same);
+2. reward: score every completion with the sample's verifiers in the reward runtime's process pool
+   (``rlvr.rewards``: hard timeouts, a broken verifier is an error, never a silent 0); accuracy = the primary
+   verifier's score (see ``rlvr.grpo.scoring``); DAPO's soft overlong penalty is added to the reward if enabled;
+3. dynamic sampling (if the preset enables it, DAPO 2503.14476): drop groups whose accuracy is all equal
+   (no gradient) and repeat 1-2 with fresh prompts, up to ``algo.max_sampling_rounds`` rounds, until B
+   informative groups are kept; then train on the first B kept (or on fewer if the cap was hit);
+4. advantages: group-relative, (r - baseline) / scale per ``algo`` (``rlvr.grpo.advantages``);
+5. logprob: reference-model log-probs when ``algo.kl_beta > 0``; "old" log-probs when the batch is reused for
+   ``grpo.updates_per_batch > 1`` optimizer steps (otherwise on-policy: old = current, detached);
+6. update: policy loss (``rlvr.grpo.loss``) over micro-batches whose losses add up to the full batch's, one
+   backward each, gradient clipping, AdamW, LR schedule;
+7. sync: push new weights to the rollout engine (a no-op for HF, which samples from the training model);
+8. log one metrics.jsonl row (phase timings ``time/<phase>``, reward/accuracy/verifier stats, lengths, clip
+   fractions, KL, entropy, grad norm, LR, tokens/s) and the first completions to samples.jsonl;
+9. eval: greedy held-out accuracy per difficulty split every ``grpo.eval_every`` steps (``eval/<split>/accuracy``);
+10. checkpoint every ``grpo.save_every`` steps (``rlvr.grpo.checkpoint``); a restart resumes from the newest.
+
+Where it departs from the papers:
+- Rewards and accuracy are logged over *every* completion sampled in the step (all dynamic-sampling rounds),
+  which estimates the policy's success rate without the filter's selection bias; the loss only sees kept groups.
+- Dynamic sampling is capped (``algo.max_sampling_rounds``) rather than sampling until the batch is full, so a
+  step's time is bounded when almost every group is solved (or hopeless); if no group is informative the update
+  is skipped (no optimizer or scheduler step) and the row says ``batch/groups = 0``.
+- "Old" log-probs are recomputed by the trainer rather than taken from the sampler: the sampler's log-probs are
+  only used for the mismatch/TIS diagnostics (``mismatch/*``), as in verl. With one update per batch the ratio
+  is exactly 1 (DAPO's clip-higher then only matters for ``updates_per_batch > 1``).
+- Log-probs are at the sampling temperature (verl's convention; ``rlvr.grpo.logprobs``).
+
+Processes: under ``accelerate launch`` every process samples its own B prompts (rank k takes the k-th slice of
+the stream), gradients are averaged by DDP, rank 0 logs and checkpoints. Loss normalisers (tokens / sequences)
+are per process, and logged metrics are rank 0's; a multi-process run is not tested here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import random
+import shutil
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+from omegaconf import DictConfig, OmegaConf
+
+from rlvr.config import ROLLOUT_ENGINES
+from rlvr.config_loading import Problem, default_output_dir, positive, run_command
+
+PHASES = ("rollout", "reward", "logprob", "update", "sync", "eval")
+
+
+# ------------------------------------------------------------------------------------------------ validation
+def validate(cfg: DictConfig) -> list[Problem]:
+    from rlvr.grpo.algo import validate_algo
+
+    g = cfg.grpo
+    problems = positive(cfg, "grpo.max_steps", "grpo.prompts_per_step", "grpo.learning_rate", "grpo.micro_batch_size",
+                        "grpo.max_new_tokens", "grpo.rollout_batch_size", "grpo.updates_per_batch",
+                        "grpo.eval_max_new_tokens", "grpo.eval_batch_size", "grpo.keep_checkpoints",
+                        "grpo.temperature", "rewards.timeout_s")
+    if g.group_size is None or g.group_size < 2:
+        problems.append(Problem("grpo.group_size", f"must be >= 2, got {g.group_size!r}: the group is the baseline, "
+                                "one completion has nothing to be compared with", "use e.g. grpo.group_size=8"))
+    if g.max_train_prompts is not None and g.max_train_prompts < 1:
+        problems.append(Problem("grpo.max_train_prompts", f"must be >= 1 or null, got {g.max_train_prompts}",
+                                "null uses the whole split"))
+    for key in ("eval_every", "save_every", "eval_num_problems", "num_samples_to_log", "warmup_steps",
+                "weight_decay", "max_grad_norm"):
+        if g[key] is None or g[key] < 0:
+            problems.append(Problem(f"grpo.{key}", f"must be >= 0, got {g[key]!r}", "0 turns it off"))
+    if not 0 < g.top_p <= 1:
+        problems.append(Problem("grpo.top_p", f"must be in (0, 1], got {g.top_p}", "keep 1.0 for training"))
+    if not (0 <= g.adam_beta1 < 1 and 0 <= g.adam_beta2 < 1):
+        problems.append(Problem("grpo.adam_beta1/2", "AdamW betas must lie in [0, 1)", "e.g. 0.9 and 0.99"))
+    from transformers.trainer_utils import SchedulerType
+
+    schedulers = [s.value for s in SchedulerType]
+    if g.lr_scheduler not in schedulers:
+        problems.append(Problem("grpo.lr_scheduler", f"unknown scheduler {g.lr_scheduler!r}",
+                                f"use one of {', '.join(schedulers)}"))
+    for message in validate_algo(cfg.algo):
+        problems.append(Problem(message.split("=", 1)[0].split(":", 1)[0], message,
+                                "see `rlvr grpo --help`; presets: algo=grpo|dr_grpo|dapo|gspo|cispo"))
+    if cfg.algo.overlong_buffer is not None and cfg.algo.overlong_buffer > g.max_new_tokens:
+        problems.append(Problem("algo.overlong_buffer", f"{cfg.algo.overlong_buffer} exceeds grpo.max_new_tokens="
+                                f"{g.max_new_tokens}", "use a buffer below the generation cap, or null (20%)"))
+    r = cfg.rewards
+    if r.num_workers < 0 or r.start_method not in ("forkserver", "spawn", "fork") or not 0 <= r.abort_error_rate <= 1:
+        problems.append(Problem("rewards", "need num_workers >= 0, start_method in forkserver|spawn|fork and "
+                                "0 <= abort_error_rate <= 1", "restore the defaults (see --help)"))
+    if g.mixed_precision not in ("no", "bf16", "fp16"):
+        problems.append(Problem("grpo.mixed_precision", f"unknown value {g.mixed_precision!r}", "use no, bf16 or fp16"))
+    if cfg.rollout not in ROLLOUT_ENGINES:
+        problems.append(Problem("rollout", f"unknown engine {cfg.rollout!r}",
+                                f"use rollout={' | '.join(ROLLOUT_ENGINES)}"))
+    elif cfg.rollout == "vllm" and not _engine_module_exists("vllm"):
+        problems.append(Problem("rollout", "the vLLM rollout engine is not implemented yet",
+                                "use rollout=hf (or rollout=auto, which picks hf until it lands)"))
+    return problems
+
+
+def _engine_module_exists(name: str) -> bool:
+    return importlib.util.find_spec(f"rlvr.rollout.{name}") is not None
+
+
+def choose_engine(rollout: str) -> tuple[str, str]:
+    """(engine name, why): ``auto`` is vllm only with CUDA, the vllm package and our vLLM engine, else hf."""
+    import torch
+
+    if rollout != "auto":
+        return rollout, "asked for"
+    if not torch.cuda.is_available():
+        return "hf", "auto: no CUDA device"
+    if importlib.util.find_spec("vllm") is None:
+        return "hf", "auto: vllm is not installed"
+    if not _engine_module_exists("vllm"):
+        return "hf", "auto: rlvr's vLLM engine is not implemented yet"
+    return "vllm", "auto: CUDA and vllm available"
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+class PromptStream:
+    """The train split as an endless stream: shuffled once per epoch by (seed, epoch); ``position`` = prompts
+    consumed so far. The position is all a checkpoint needs to continue the exact same order."""
+
+    def __init__(self, samples: list, seed: int, position: int = 0):
+        if not samples:
+            raise ValueError("the train split is empty")
+        self.samples, self.seed, self.position = samples, seed, position
+        self._epoch, self._order = -1, []
+
+    def take(self, n: int) -> list:
+        out = []
+        for _ in range(n):
+            epoch, i = divmod(self.position, len(self.samples))
+            if epoch != self._epoch:
+                self._epoch, self._order = epoch, list(range(len(self.samples)))
+                random.Random(f"{self.seed}/grpo/{epoch}").shuffle(self._order)
+            out.append(self.samples[self._order[i]])
+            self.position += 1
+        return out
+
+
+def rollout_seed(seed: int, step: int, round_: int, rank: int) -> int:
+    """A distinct, reproducible sampler seed per (run seed, step, dynamic-sampling round, process)."""
+    return (seed * 1_000_003 + step * 1_009 + round_ * 101 + rank) % (2**63)
+
+
+class PhaseTimer:
+    """Wall time per named phase, accumulated within a step (dynamic sampling runs rollout/reward repeatedly)."""
+
+    def __init__(self, cuda: bool):
+        self.cuda = cuda
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()  # kernels are async: time the work, not the launch
+        start = time.perf_counter()
+        yield
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.seconds[phase] += time.perf_counter() - start
+
+
+def sync_weights(engine: Any, model: Any) -> None:
+    """Give the rollout engine the policy's new weights. HF samples from the training model itself: nothing to do."""
+    if getattr(engine, "model", None) is not model and hasattr(engine, "load_weights"):
+        engine.load_weights(model)
+
+
+def micro_batches(n: int, size: int) -> list[slice]:
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def num_loss_items(mask: Any, aggregation: str) -> float:
+    """The full batch's loss denominator, so that micro-batch losses add up to the full-batch loss."""
+    if aggregation == "token":
+        return mask.sum().clamp(min=1.0).item()
+    if aggregation == "sequence":
+        return max((mask.sum(dim=1) > 0).sum().item(), 1)
+    return mask.shape[0]  # constant: N sequences
+
+
+def frozen_logprobs(model: Any, batch: Any, chunks: list[slice], temperature: float) -> Any:
+    """[N, T] token log-probs of ``batch``'s completions under ``model``, no graph, one micro-batch at a time."""
+    import torch
+
+    from rlvr.grpo.logprobs import token_logprobs
+
+    with torch.no_grad():
+        return torch.cat([token_logprobs(model, batch.input_ids[c], batch.attention_mask[c], batch.prompt_length,
+                                         temperature) for c in chunks])  # n x [n_i, T] -> [N, T]
+
+
+def clip_gradients(accelerator: Any, model: Any, max_norm: float) -> float:
+    """Clip the global gradient norm to ``max_norm`` (0 = no clipping); returns the norm before clipping."""
+    import torch
+
+    if max_norm > 0:
+        return float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
+    grads = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+    return float(torch.stack(grads).norm()) if grads else 0.0
+
+
+class UpdateStats:
+    """Combines ``policy_loss`` metrics over micro-batches and passes into one value per key.
+
+    Loss terms are already normalised by the full batch (``num_items``), so micro-batches add up and passes are
+    averaged; maxima stay maxima; every other metric is a token mean, weighted by the micro-batch's tokens.
+    """
+
+    ADDITIVE = ("loss", "loss/pg", "kl/ref", "tokens")
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.tokens = 0.0
+        self.grad_norms: list[float] = []
+
+    def add(self, metrics: dict[str, Any], tokens: float) -> None:
+        self.tokens += tokens
+        for key, value in metrics.items():
+            value = float(value)
+            if key in self.ADDITIVE:
+                self.sums[key] = self.sums.get(key, 0.0) + value
+            elif key.endswith("max") or key.endswith("max_abs"):
+                self.sums[key] = max(self.sums.get(key, -math.inf), value)
+            else:
+                self.sums[key] = self.sums.get(key, 0.0) + value * tokens
+
+    def add_pass(self, grad_norm: float) -> None:
+        self.grad_norms.append(grad_norm)
+
+    def result(self) -> dict[str, float]:
+        passes = max(len(self.grad_norms), 1)
+        out = {}
+        for key, value in self.sums.items():
+            if key in self.ADDITIVE:
+                out[key] = value / passes
+            elif key.endswith("max") or key.endswith("max_abs"):
+                out[key] = value
+            else:
+                out[key] = value / max(self.tokens, 1.0)
+        out["grad_norm"] = sum(self.grad_norms) / passes
+        return out
+
+
+def run_eval(model, tokenizer, task, cfg: DictConfig, splits: list[str], out: Path, step: int, console) -> dict:
+    from rlvr.heldout import evaluate_heldout
+    from rlvr.sft import write_eval
+    from rlvr.verifiers import load as load_verifier
+
+    g = cfg.grpo
+    results = evaluate_heldout(model, tokenizer, task, splits, g.eval_num_problems, g.eval_max_new_tokens,
+                               g.eval_batch_size, load_verifier("math"))
+    write_eval(out, results, step=step, name=f"grpo_step{step}")
+    console.print(f"eval @ step {step}: " + "  ".join(f"{r.split} {100 * r.accuracy:.1f}%" for r in results))
+    return {f"eval/{r.split}/accuracy": r.accuracy for r in results}
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+def run(cfg: DictConfig) -> int:
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from transformers import get_scheduler
+
+    from rlvr.grpo.advantages import compute_advantages, zero_variance_fraction
+    from rlvr.grpo.algo import AlgoConfig
+    from rlvr.grpo.checkpoint import (TrainerState, checkpoint_dir, load_trainer_state, load_weights,
+                                      newest_checkpoint, save_checkpoint, truncate_jsonl)
+    from rlvr.grpo.filtering import dynamic_sampling_filter, overlong_mask
+    from rlvr.grpo.logprobs import masked_mean, token_logprobs_and_entropy
+    from rlvr.grpo.loss import policy_loss
+    from rlvr.grpo.scoring import completion_metrics, reward_metrics, sample_rows, score_round
+    from rlvr.models import load_model, load_model_and_tokenizer
+    from rlvr.rewards import RewardRuntime, RewardsConfig
+    from rlvr.rollout.base import SamplingParams
+    from rlvr.rollout.hf import HFEngine
+    from rlvr.rollout.types import RolloutBatch
+    from rlvr.sft import default_eval_splits
+    from rlvr.tasks import build_task
+    from rlvr.tracking import Tracker
+
+    started = time.time()
+    g = cfg.grpo
+    # The LR schedule counts optimizer steps; accelerate would otherwise step it once per process per step.
+    accelerator = Accelerator(step_scheduler_with_optimizer=False, mixed_precision=g.mixed_precision)
+    main_proc, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+    console = Console(quiet=not main_proc)
+    default_output_dir(cfg, "grpo")
+    out = Path(cfg.output_dir)
+    algo = AlgoConfig(**OmegaConf.to_container(cfg.algo, resolve=True))
+    final_dir = out / "final"
+    done_marker = final_dir / "rlvr_grpo_done.json"
+    if g.resume and done_marker.exists() and json.loads(done_marker.read_text()).get("step", 0) >= g.max_steps:
+        console.print(f"[yellow]{final_dir} is complete; nothing to do (grpo.resume=false retrains)[/yellow]")
+        return 0
+    if main_proc:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+        done_marker.unlink(missing_ok=True)  # final/ is about to be out of date
+        if not g.resume and checkpoint_dir(out).exists():  # a fresh run must never resume from stale state later
+            console.print(f"[yellow]grpo.resume=false: removing the old {checkpoint_dir(out)}[/yellow]")
+            shutil.rmtree(checkpoint_dir(out))
+    if g.threads:
+        torch.set_num_threads(g.threads)
+    set_seed(cfg.seed)
+    engine_name, why = choose_engine(cfg.rollout)
+    console.print(f"[bold]rlvr grpo[/bold]  model={cfg.model.name_or_path or cfg.model.name}  task={cfg.task.name}  "
+                  f"algo={algo.name}  rollout={engine_name} ({why})  B={g.prompts_per_step} G={g.group_size}  "
+                  f"steps={g.max_steps}  out={out}")
+    console.print("algo: " + "  ".join(f"{k}={v}" for k, v in asdict(algo).items()))  # the preset, resolved
+
+    # -- set-up: task, policy (+ frozen reference), optimiser, schedule, then resume -------------------------
+    task = build_task(cfg.task, data_dir=cfg.data_dir)
+    model, tokenizer = load_model_and_tokenizer(cfg.model)
+    model.train()
+    ref_model = None
+    if algo.kl_beta > 0:  # the reference is the *starting* policy, also after a resume
+        ref_model = load_model(cfg.model).to(accelerator.device).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=g.learning_rate, betas=(g.adam_beta1, g.adam_beta2),
+                                  weight_decay=g.weight_decay)
+    scheduler = get_scheduler(g.lr_scheduler, optimizer, num_warmup_steps=g.warmup_steps,
+                              num_training_steps=g.max_steps * g.updates_per_batch)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    policy = accelerator.unwrap_model(model)  # the bare module: generate, save_pretrained
+
+    state = TrainerState(step=0, data_position=0)
+    resume_from = newest_checkpoint(out) if g.resume else None
+    if resume_from is not None:
+        load_weights(policy, resume_from)
+        state = load_trainer_state(resume_from, optimizer, scheduler)
+        console.print(f"[yellow]resuming from {resume_from} (step {state.step})[/yellow]")
+    tracker = None
+    if main_proc:
+        keep = state.step if resume_from is not None else None
+        tracker = Tracker(out, cfg.logger, cfg, job_type="grpo", keep_until_step=keep)
+        truncate_jsonl(out / "samples.jsonl", keep)
+    if engine_name != "hf":
+        raise NotImplementedError(f"rollout engine {engine_name!r}")  # validation rules this out
+    engine = HFEngine(policy, tokenizer, batch_size=g.rollout_batch_size, think_open=cfg.task.think_open,
+                      think_close=cfg.task.think_close)
+    runtime = RewardRuntime(RewardsConfig(**OmegaConf.to_container(cfg.rewards, resolve=True)))
+    stream = PromptStream(task.samples(g.train_split, limit=g.max_train_prompts), seed=cfg.seed,
+                          position=state.data_position)
+    sampling = SamplingParams(temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens)
+    eval_splits = list(g.eval_splits) or default_eval_splits(task)
+    B, G = g.prompts_per_step, g.group_size
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else engine.pad_id
+
+    if state.step == 0 and g.eval_every and main_proc:  # the starting point, for before/after comparisons
+        before = run_eval(policy, tokenizer, task, cfg, eval_splits, out, 0, console)
+        tracker.summary({k.replace("eval/", "eval_start/"): v for k, v in before.items()})
+
+    progress = Progress(TextColumn("[bold]grpo"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        TextColumn("{task.description}"), console=console, disable=not main_proc)
+    bar = progress.add_task("", total=g.max_steps, completed=state.step)
+    samples_file = (out / "samples.jsonl").open("a", buffering=1) if main_proc else None
+    try:
+        with progress:
+            for step in range(state.step + 1, g.max_steps + 1):
+                step_start = time.perf_counter()
+                timer = PhaseTimer(cuda=accelerator.device.type == "cuda")
+
+                # 1-3. rollout -> reward -> dynamic sampling, refilling with fresh prompts up to the round cap
+                rounds, kept_groups = [], []  # kept_groups: (round index, group index) of informative groups
+                filter_keep = []  # [rounds] x [B] bool
+                for round_ in range(algo.max_sampling_rounds if algo.dynamic_sampling else 1):
+                    samples = stream.take(B * world)[rank * B:(rank + 1) * B]  # every rank advances the stream
+                    params = replace(sampling, seed=rollout_seed(cfg.seed, step, round_, rank))
+                    with timer("rollout"):
+                        rollouts = engine.generate(samples, n=G, params=params)  # [B*G] prompt-major
+                    with timer("reward"):
+                        scored = score_round(runtime, samples, rollouts, G, algo, g.max_new_tokens)
+                    rounds.append(scored)
+                    if algo.dynamic_sampling:
+                        keep, _ = dynamic_sampling_filter(scored.accuracy.view(B, G))  # [B*G] -> [B, G]
+                    else:
+                        keep = torch.ones(B, dtype=torch.bool)
+                    filter_keep.append(keep)
+                    kept_groups += [(len(rounds) - 1, b) for b in keep.nonzero().squeeze(1).tolist()]
+                    if len(kept_groups) >= B:
+                        break
+                kept_groups = kept_groups[:B]
+                all_rollouts = [r for s in rounds for r in s.rollouts]
+
+                # 4. advantages over the kept groups: rewards [B', G] -> advantages [B', G]
+                rows = [(ri, b * G + j) for ri, b in kept_groups for j in range(G)]  # [B'*G] (round, row)
+                update_metrics: dict[str, float] = {}
+                if rows:
+                    rewards = torch.stack([rounds[ri].rewards[i] for ri, i in rows]).view(-1, G)  # [B'*G] -> [B', G]
+                    advantages = compute_advantages(rewards, algo.std_scaling, algo.leave_one_out, algo.adv_eps)
+                    batch = RolloutBatch.from_rollouts([rounds[ri].rollouts[i] for ri, i in rows], G, pad_id)
+                    batch = batch.to(accelerator.device)
+                    advantages = advantages.reshape(-1).to(accelerator.device)  # [B', G] -> [N]
+                    mask = batch.completion_mask  # [N, T]
+                    if algo.overlong == "mask":
+                        mask = overlong_mask(mask, batch.truncated)
+                    P, temp = batch.prompt_length, sampling.logprob_temperature
+                    chunks = micro_batches(batch.input_ids.shape[0], g.micro_batch_size)
+
+                    # 5. reference log-probs (KL) and old log-probs (only when the batch is reused)
+                    old_logprobs = ref_logprobs = None
+                    with timer("logprob"):
+                        if g.updates_per_batch > 1:
+                            old_logprobs = frozen_logprobs(model, batch, chunks, temp)  # [N, T]
+                        if ref_model is not None:
+                            ref_logprobs = frozen_logprobs(ref_model, batch, chunks, temp)  # [N, T]
+
+                    # 6. policy update: micro-batch losses share the full batch's denominator, so their sum is
+                    #    the full-batch loss; one optimizer step per pass over the batch
+                    with timer("update"):
+                        items = num_loss_items(mask, algo.aggregation)
+                        stats = UpdateStats()
+                        for _ in range(g.updates_per_batch):
+                            optimizer.zero_grad(set_to_none=True)
+                            for k, c in enumerate(chunks):
+                                # DDP: all-reduce gradients once, on the last micro-batch
+                                with nullcontext() if k == len(chunks) - 1 else accelerator.no_sync(model):
+                                    logprobs, entropy = token_logprobs_and_entropy(
+                                        model, batch.input_ids[c], batch.attention_mask[c], P, temp)  # [n, T] x2
+                                    loss, m = policy_loss(
+                                        logprobs, None if old_logprobs is None else old_logprobs[c],
+                                        batch.sampler_logprobs[c], advantages[c], mask[c], algo,
+                                        ref_logprobs=None if ref_logprobs is None else ref_logprobs[c],
+                                        num_items=items)
+                                    accelerator.backward(loss)
+                                m["loss"], m["entropy"] = loss.detach(), masked_mean(entropy.detach(), mask[c])
+                                stats.add(m, tokens=mask[c].sum().item())
+                            grad_norm = clip_gradients(accelerator, model, g.max_grad_norm)
+                            optimizer.step()
+                            scheduler.step()
+                            stats.add_pass(grad_norm)
+                        update_metrics = stats.result()
+
+                # 7. sync the rollout engine's weights (no-op for HF)
+                with timer("sync"):
+                    sync_weights(engine, policy)
+
+                # 8. log the step
+                step_seconds = time.perf_counter() - step_start
+                generated = sum(r.num_tokens for r in all_rollouts)
+                all_acc = torch.cat([s.accuracy for s in rounds]).view(-1, G)  # [rounds*B*G] -> [rounds*B, G]
+                all_rew = torch.cat([s.rewards for s in rounds]).view(-1, G)  # [rounds*B*G] -> [rounds*B, G]
+                _, groups = dynamic_sampling_filter(all_acc)  # how every sampled group turned out
+                row = reward_metrics(rounds) | completion_metrics(all_rollouts) | update_metrics | {
+                    "groups/zero_std_frac": zero_variance_fraction(all_rew),
+                    "groups/all_correct_frac": groups["filter/all_correct_frac"],
+                    "groups/all_wrong_frac": groups["filter/all_wrong_frac"],
+                    "filter/kept_frac": torch.cat(filter_keep).float().mean().item(),
+                    "batch/groups": len(kept_groups),
+                    "batch/rounds": len(rounds),
+                    "lr": scheduler.get_last_lr()[0],
+                    "perf/tokens_per_s": generated / step_seconds,
+                    "perf/rollout_tokens_per_s": generated / max(timer.seconds["rollout"], 1e-9),
+                    "data/position": stream.position,
+                }
+
+                # 9. held-out eval (timed; its time is part of this step's row)
+                if g.eval_every and (step % g.eval_every == 0 or step == g.max_steps) and main_proc:
+                    with timer("eval"):
+                        row |= run_eval(policy, tokenizer, task, cfg, eval_splits, out, step, console)
+                row |= {f"time/{p}": s for p, s in timer.seconds.items()}
+                row["time/step"] = time.perf_counter() - step_start
+                if main_proc:
+                    tracker.log(row, step=step)
+                    for sample_row in sample_rows(step, rounds[0], g.num_samples_to_log):
+                        samples_file.write(json.dumps(sample_row) + "\n")
+                progress.update(bar, advance=1, description=f"reward {row['reward/mean']:.3f}  "
+                                f"acc {row['accuracy']:.3f}  groups {len(kept_groups)}/{B}  "
+                                f"{row['time/step']:.1f}s/step")
+
+                # 10. checkpoint (atomic; a kill mid-save keeps the previous one)
+                if g.save_every and step % g.save_every == 0:
+                    accelerator.wait_for_everyone()
+                    if main_proc:
+                        save_checkpoint(out, TrainerState(step, stream.position), policy, tokenizer, optimizer,
+                                        scheduler, keep=g.keep_checkpoints)
+    finally:
+        runtime.close()
+        if samples_file is not None:
+            samples_file.close()
+
+    # -- final model --------------------------------------------------------------------------------------------
+    accelerator.wait_for_everyone()
+    if main_proc:
+        policy.save_pretrained(final_dir, safe_serialization=True)
+        tokenizer.save_pretrained(final_dir)
+        summary = {"grpo/wall_seconds": time.time() - started, "step": g.max_steps}
+        tracker.summary(summary)
+        tracker.close()
+        done_marker.write_text(json.dumps(summary, indent=2))  # written last: a crash before it redoes the save
+        console.print(f"done in {summary['grpo/wall_seconds']:.0f}s; model: {final_dir}  "
+                      f"metrics: {out / 'metrics.jsonl'}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    return run_command("grpo", argv, validate, run)
