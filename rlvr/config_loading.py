@@ -131,20 +131,17 @@ def load_config(command: str, overrides: list[str], validate: Callable[[DictConf
 
 
 # ----------------------------------------------------------------------------------------- validation
-def _looks_like_path(value: str) -> bool:
-    return value.startswith((".", "/", "~")) or Path(value).suffix.lower() in {".json", ".jsonl", ".parquet", ".csv"}
-
-
 def validate_common(cfg: DictConfig) -> list[Problem]:
     from rlvr.models import KNOWN_MODELS
     from rlvr.tasks import available_tasks
+    from rlvr.tasks.loading import looks_like_local_path
 
     problems: list[Problem] = []
     m = cfg.model
     if m.name_or_path is None and m.name not in KNOWN_MODELS:
         problems.append(Problem("model.name", f"unknown model {m.name!r}",
                                 f"use one of {sorted(KNOWN_MODELS)} or set model.name_or_path=<hub id or folder>"))
-    if m.name_or_path and _looks_like_path(m.name_or_path) and not Path(m.name_or_path).expanduser().exists():
+    if m.name_or_path and looks_like_local_path(m.name_or_path) and not Path(m.name_or_path).expanduser().exists():
         problems.append(Problem("model.name_or_path", f"{m.name_or_path!r} does not exist",
                                 "point it at a model folder (e.g. <run>/final) or a hub id like org/name"))
     if m.dtype not in ("float32", "bfloat16", "float16", "auto"):
@@ -156,7 +153,7 @@ def validate_common(cfg: DictConfig) -> list[Problem]:
     if cfg.task.name not in available_tasks():
         problems.append(Problem("task.name", f"unknown task {cfg.task.name!r}",
                                 f"use one of {', '.join(available_tasks())} (or task=generic task.path=...)"))
-    if cfg.task.path and _looks_like_path(cfg.task.path) and not Path(cfg.task.path).expanduser().exists():
+    if cfg.task.path and looks_like_local_path(cfg.task.path) and not Path(cfg.task.path).expanduser().exists():
         problems.append(Problem("task.path", f"data file {cfg.task.path!r} does not exist",
                                 "point task.path at an existing json/jsonl/parquet/csv file or folder"))
     if cfg.task.name == "generic" and not cfg.task.path:

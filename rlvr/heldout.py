@@ -26,6 +26,12 @@ class SplitResult:
         return self.correct / self.n if self.n else 0.0
 
 
+def default_eval_splits(task) -> list[str]:
+    """The task's per-difficulty held-out splits (arith: test_ops1..K), else its first non-train split."""
+    per_difficulty = [s for s in task.splits if s.startswith("test_")]
+    return per_difficulty or [s for s in task.splits if s != "train"][:1]
+
+
 def greedy_generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], max_new_tokens: int,
                     batch_size: int = 64) -> list[tuple[str, int]]:
     """(completion text, completion token count) per prompt, greedy."""

@@ -58,11 +58,6 @@ def tokenize_for_sft(samples, tokenizer, max_length: int) -> list[dict[str, list
     ]
 
 
-def default_eval_splits(task) -> list[str]:
-    per_difficulty = [s for s in task.splits if s.startswith("test_")]
-    return per_difficulty or [s for s in task.splits if s != "train"][:1]
-
-
 def newest_checkpoint(folder: Path) -> str | None:
     ckpts = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     ckpts = [c for c in ckpts if (c / "trainer_state.json").exists()]  # a half-written one has no state yet
@@ -136,7 +131,7 @@ def run(cfg: DictConfig) -> int:
     from transformers import TrainerCallback, set_seed
     from trl import SFTTrainer
 
-    from rlvr.heldout import evaluate_heldout
+    from rlvr.heldout import default_eval_splits, evaluate_heldout
     from rlvr.models import load_model_and_tokenizer
     from rlvr.tasks import build_task
     from rlvr.tracking import Tracker

@@ -297,7 +297,7 @@ def run(cfg: DictConfig) -> int:
     from rlvr.rollout.base import SamplingParams
     from rlvr.rollout.hf import HFEngine
     from rlvr.rollout.types import RolloutBatch
-    from rlvr.sft import default_eval_splits
+    from rlvr.heldout import default_eval_splits
     from rlvr.tasks import build_task
     from rlvr.tracking import Tracker
 

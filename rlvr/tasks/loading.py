@@ -7,11 +7,16 @@ becomes a ``DataSourceError`` that says what was tried and how to fix it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def looks_like_local_path(source: str) -> bool:
+    """A path rather than a hub id ("org/name"): starts like a path, has more than one slash, or ends in a data
+    file suffix."""
+    return source.startswith((".", "/", "~")) or source.count("/") > 1 or Path(source).suffix.lower() in LOCAL_FORMATS
 
 
 class DataSourceError(ValueError):
@@ -51,7 +56,7 @@ def load_rows(source: str, split: str = "train", hub_config: str | None = None, 
                 ds = loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
             else:
                 ds = datasets.load_dataset(str(local), split=split)
-        elif source.startswith((".", "/", "~")) or os.sep in source and source.count("/") > 1:
+        elif looks_like_local_path(source):
             raise DataSourceError(f"{source}: no such file or folder")
         else:
             ds = datasets.load_dataset(source, hub_config, split=split)
@@ -59,7 +64,7 @@ def load_rows(source: str, split: str = "train", hub_config: str | None = None, 
         raise
     except Exception as exc:  # datasets raises many types; all mean "this source is unusable"
         hint = (
-            "check the path" if local.exists() or source.startswith((".", "/", "~"))
+            "check the path" if local.exists() or looks_like_local_path(source)
             else "this looks like a hub id: it needs network access (or set HF_DATASETS_OFFLINE=0), or download "
             "the dataset and point task.path at the local file"
         )
