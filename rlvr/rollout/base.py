@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 from rlvr.rollout.types import Rollout
 from rlvr.tasks.base import Sample
@@ -58,7 +58,31 @@ class SamplingParams:
 
 
 class RolloutEngine(ABC):
-    """Samples completions for task samples. Implementations document which distribution ``logprobs`` are from."""
+    """Samples completions for task samples. Implementations document which distribution ``logprobs`` are from.
+
+    ``_init_tokens`` sets what every engine must agree on to the token (stop set, padding, thinking tags), so that
+    finish reasons and thinking-token counts are identical whichever engine produced a rollout.
+    """
+
+    def _init_tokens(self, tokenizer: Any, generation_config: Any, think_open: str, think_close: str) -> None:
+        self.tokenizer = tokenizer
+        self.think_open, self.think_close = think_open, think_close
+        self.think_ids = (self._single_token_id(think_open), self._single_token_id(think_close))
+        # the stop set: every generation-config eos id plus the tokenizer's eos
+        eos = generation_config.eos_token_id if generation_config is not None else None
+        eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            eos_ids.add(tokenizer.eos_token_id)
+        if not eos_ids:
+            raise ValueError(f"{type(self).__name__} needs an eos token: neither the generation config nor the "
+                             "tokenizer has one")
+        self.eos_ids = sorted(eos_ids)
+        pad = tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.eos_ids[0]
+
+    def _single_token_id(self, tag: str) -> int | None:
+        ids = self.tokenizer(tag, add_special_tokens=False)["input_ids"]
+        return ids[0] if len(ids) == 1 else None
 
     @abstractmethod
     def generate(self, samples: Sequence[Sample], n: int = 1, params: SamplingParams | None = None) -> list[Rollout]:
@@ -72,3 +96,24 @@ class RolloutEngine(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _thinking_tokens(self, ids: list[int], text: str) -> int:
+        """Completion tokens inside the thinking block (to the end, less a final eos, when it never closes)."""
+        open_id, close_id = self.think_ids
+        if open_id is not None and close_id is not None:
+            has_open, has_close = open_id in ids, close_id in ids
+            if not has_open and not has_close:
+                return 0
+            start = ids.index(open_id) + 1 if has_open else 0
+            if close_id in ids[start:]:
+                return ids.index(close_id, start) - start
+            body = ids[start:]
+            return len(body) - (1 if body and body[-1] in self.eos_ids else 0)
+        # multi-token tags: find them in the text and re-tokenize the span between them
+        has_open, has_close = self.think_open in text, self.think_close in text
+        if not has_open and not has_close:
+            return 0
+        start = text.index(self.think_open) + len(self.think_open) if has_open else 0
+        end = text.find(self.think_close, start)
+        span = text[start:end if end >= 0 else len(text)]
+        return len(self.tokenizer(span, add_special_tokens=False)["input_ids"])

@@ -121,23 +121,8 @@ class HFEngine(RolloutEngine):
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 64, think_open: str = "<think>",
                  think_close: str = "</think>"):
         self.model = model
-        self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self.think_open, self.think_close = think_open, think_close
-        self.think_ids = (self._single_token_id(think_open), self._single_token_id(think_close))
-        eos = model.generation_config.eos_token_id if model.generation_config is not None else None
-        eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
-        if tokenizer.eos_token_id is not None:
-            eos_ids.add(tokenizer.eos_token_id)
-        if not eos_ids:
-            raise ValueError("HFEngine needs an eos token: neither the generation config nor the tokenizer has one")
-        self.eos_ids = sorted(eos_ids)
-        pad = tokenizer.pad_token_id
-        self.pad_id = pad if pad is not None else self.eos_ids[0]
-
-    def _single_token_id(self, tag: str) -> int | None:
-        ids = self.tokenizer(tag, add_special_tokens=False)["input_ids"]
-        return ids[0] if len(ids) == 1 else None
+        self._init_tokens(tokenizer, model.generation_config, think_open, think_close)
 
     # ------------------------------------------------------------------------------------------ generate
     def generate(self, samples: Sequence[Sample], n: int = 1, params: SamplingParams | None = None) -> list[Rollout]:
@@ -228,24 +213,3 @@ class HFEngine(RolloutEngine):
                 index=row % n,
             ))
         return result
-
-    # ------------------------------------------------------------------------------------------ thinking
-    def _thinking_tokens(self, ids: list[int], text: str) -> int:
-        open_id, close_id = self.think_ids
-        if open_id is not None and close_id is not None:
-            has_open, has_close = open_id in ids, close_id in ids
-            if not has_open and not has_close:
-                return 0
-            start = ids.index(open_id) + 1 if has_open else 0
-            if close_id in ids[start:]:
-                return ids.index(close_id, start) - start
-            body = ids[start:]
-            return len(body) - (1 if body and body[-1] in self.eos_ids else 0)
-        # multi-token tags: find them in the text and re-tokenize the span between them
-        has_open, has_close = self.think_open in text, self.think_close in text
-        if not has_open and not has_close:
-            return 0
-        start = text.index(self.think_open) + len(self.think_open) if has_open else 0
-        end = text.find(self.think_close, start)
-        span = text[start:end if end >= 0 else len(text)]
-        return len(self.tokenizer(span, add_special_tokens=False)["input_ids"])

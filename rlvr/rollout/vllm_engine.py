@@ -116,7 +116,7 @@ _set_env_defaults()
 import torch  # noqa: E402
 
 from rlvr.rollout.base import RolloutEngine, SamplingParams  # noqa: E402
-from rlvr.rollout.hf import HFEngine, render_prompt  # noqa: E402
+from rlvr.rollout.hf import render_prompt  # noqa: E402
 from rlvr.rollout.types import Rollout  # noqa: E402
 from rlvr.tasks.base import Sample  # noqa: E402
 
@@ -198,20 +198,8 @@ class VLLMEngine(RolloutEngine):
         import vllm
 
         self.policy = policy
-        self.tokenizer = tokenizer
-        self.think_open, self.think_close = think_open, think_close
-        self.think_ids = (self._single_token_id(think_open), self._single_token_id(think_close))
-        # the same stop set as HFEngine: every generation-config eos id plus the tokenizer's eos
-        gen_cfg = getattr(policy, "generation_config", None)
-        eos = gen_cfg.eos_token_id if gen_cfg is not None else None
-        eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
-        if tokenizer.eos_token_id is not None:
-            eos_ids.add(tokenizer.eos_token_id)
-        if not eos_ids:
-            raise ValueError("VLLMEngine needs an eos token: neither the generation config nor the tokenizer has one")
-        self.eos_ids = sorted(eos_ids)
-        pad = tokenizer.pad_token_id
-        self.pad_id = pad if pad is not None else self.eos_ids[0]
+        # the same stop set, padding and thinking tags as HFEngine (RolloutEngine._init_tokens)
+        self._init_tokens(tokenizer, getattr(policy, "generation_config", None), think_open, think_close)
 
         self.supports_sleep = bool(enable_sleep and torch.cuda.is_available())
         self._asleep = False
@@ -241,15 +229,6 @@ class VLLMEngine(RolloutEngine):
             shutil.rmtree(self._config_dir, ignore_errors=True)
             raise
         self.sync_weights(policy)
-
-    def _single_token_id(self, tag: str) -> int | None:
-        ids = self.tokenizer(tag, add_special_tokens=False)["input_ids"]
-        return ids[0] if len(ids) == 1 else None
-
-    # The thinking-token count must be HFEngine's to the token (it is a logged metric and budgets compare across
-    # engines), so the engine borrows HFEngine's implementation: it reads only think_ids, think_open/close,
-    # tokenizer and eos_ids, which this class sets identically.
-    _thinking_tokens = HFEngine._thinking_tokens
 
     # ------------------------------------------------------------------------------------------ generate
     def _vllm_params(self, params: SamplingParams, n: int, seed: int | None) -> Any:
