@@ -5,7 +5,7 @@
     config.json, model.safetensors, ...   the policy (``save_pretrained``: the folder loads as a model)
     tokenizer.json, ...                   the tokenizer (so ``model.name_or_path=.../step_N`` just works)
     trainer_state.pt                      optimizer, LR scheduler, RNG states (python, numpy, torch, cuda),
-                                          data position, step
+                                          data position, step; with several processes, every rank's RNG states
 
 A checkpoint is written into ``step_N.tmp`` and renamed to ``step_N`` only when complete: a rename within one
 directory is atomic, so a kill mid-save leaves a ``.tmp`` folder (ignored, removed by the next save) and the
@@ -15,6 +15,10 @@ RNG states are restored for completeness (anything that draws from the global ge
 but the trainer does not rely on them for its own draws: rollout seeds are derived from (seed, step, round) and
 the data order from (seed, epoch), so a resumed run repeats the same samples even if a library draws random
 numbers behind its back.
+
+Several processes (DDP): rank 0 writes the checkpoint; optimizer and scheduler states and the data position
+are the same on every rank, the RNG states are not, so rank 0 stores each rank's (``rng_states``) and a resumed
+rank k restores entry k (rank 0's when the checkpoint came from fewer processes).
 """
 
 from __future__ import annotations
@@ -77,8 +81,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(output_dir: str | Path, state: TrainerState, model: Any, tokenizer: Any, optimizer: Any,
-                    scheduler: Any, keep: int = 2) -> Path:
-    """Write ``checkpoints/step_<state.step>`` atomically, then delete all but the newest ``keep`` checkpoints."""
+                    scheduler: Any, keep: int = 2, rng_states: list[dict[str, Any]] | None = None) -> Path:
+    """Write ``checkpoints/step_<state.step>`` atomically, then delete all but the newest ``keep`` checkpoints.
+
+    ``rng_states``: every rank's ``rng_state()`` in rank order (multi-process runs); None = this process only.
+    """
     root = checkpoint_dir(output_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{state.step}"
@@ -93,6 +100,7 @@ def save_checkpoint(output_dir: str | Path, state: TrainerState, model: Any, tok
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": rng_state(),
+        "rng_per_rank": rng_states,
     }, tmp / STATE_FILE)
     if final.exists():  # a re-save of the same step (e.g. after a resume from it): replace it
         shutil.rmtree(final)
@@ -102,12 +110,13 @@ def save_checkpoint(output_dir: str | Path, state: TrainerState, model: Any, tok
     return final
 
 
-def load_trainer_state(folder: str | Path, optimizer: Any, scheduler: Any) -> TrainerState:
-    """Restore optimizer, scheduler and RNG states from ``folder``; the model weights are loaded by the caller."""
+def load_trainer_state(folder: str | Path, optimizer: Any, scheduler: Any, rank: int = 0) -> TrainerState:
+    """Restore optimizer, scheduler and (this ``rank``'s) RNG states from ``folder``; the caller loads the weights."""
     blob = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
-    set_rng_state(blob["rng"])
+    per_rank = blob.get("rng_per_rank") or [blob["rng"]]
+    set_rng_state(per_rank[rank] if rank < len(per_rank) else blob["rng"])
     return TrainerState(step=int(blob["step"]), data_position=int(blob["data_position"]))
 
 

@@ -3,7 +3,7 @@
     rlvr grpo model.name_or_path=runs/sft/final task=arith algo=dapo grpo.max_steps=100 output_dir=runs/grpo
     rlvr grpo algo=grpo grpo.prompts_per_step=16 grpo.group_size=8 grpo.learning_rate=3e-4 ...
     rlvr grpo --help                                   # every knob, with what it trades off
-    accelerate launch -m rlvr.cli grpo ...             # same loop, one process per device (see "Processes")
+    accelerate launch --multi_gpu --num_processes 8 -m rlvr.cli grpo ...   # one process per GPU (see "Processes")
 
 Each step, top to bottom:
 1. rollout: take the next B prompts of the task's train split (a shuffled stream whose position is part of the
@@ -37,9 +37,38 @@ Where it departs from the papers:
   is exactly 1 (DAPO's clip-higher then only matters for ``updates_per_batch > 1``).
 - Log-probs are at the sampling temperature (verl's convention; ``rlvr.grpo.logprobs``).
 
-Processes: under ``accelerate launch`` every process samples its own B prompts (rank k takes the k-th slice of
-the stream), gradients are averaged by DDP, rank 0 logs and checkpoints. Loss normalisers (tokens / sequences)
-are per process, and logged metrics are rank 0's; a multi-process run is not tested here.
+Processes (DDP). tests/integration/test_grpo_ddp.py runs 2 processes on CPU/gloo where one rank never keeps a
+group, and checks the rules below: one metrics row per step, different prompts per rank, identical weights,
+whole-batch metrics, and a re-launch that resumes from the checkpoint.
+
+    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 -m rlvr.cli grpo ...   # CPU, gloo
+    accelerate launch --multi_gpu --num_processes 8 -m rlvr.cli grpo ...                           # 8 GPUs, nccl
+
+``accelerate launch --cpu`` starts a single process (several only through MPI). Without a GPU, ``--multi_gpu``
+(torchrun) needs ``ACCELERATE_USE_CPU=true``, or accelerate would make every process a lone single-process run
+writing into the same folder; the trainer compares ``WORLD_SIZE`` with accelerate's count and stops instead.
+- Data: every round, each rank takes the next B x world prompts of the shared stream and keeps the rank-th
+  slice of B; rollout seeds include the rank. The stream position is the same on every rank, so a checkpoint
+  stores it once. A step's batch is B x world prompts.
+- Dynamic sampling is decided jointly: after each round the ranks gather their kept-group counts and stop only
+  when *every* rank has B groups (or the round cap is hit), so all ranks sample the same number of rounds and
+  their streams stay in step. A rank that still keeps no group joins the update anyway with one masked-out
+  group (zero loss and gradient), because DDP's all-reduce needs every rank; only when no rank kept a group do
+  all skip the update together. Every rank runs one synchronised backward per optimizer step (the others
+  under ``no_sync``), whatever its micro-batch count.
+- Loss normalisers are global: the token (or sequence, or row) count is summed over ranks and each rank divides
+  by sum / world, so DDP's gradient average is the gradient of one token-mean (DAPO) over the whole batch.
+- Weights: DDP keeps the replicas identical; at every checkpoint and at the end the ranks compare a fingerprint
+  of their weights and stop with an error if they differ (the final one goes into ``final/rlvr_grpo_done.json``).
+- Metrics: rank 0 writes metrics.jsonl, samples.jsonl, checkpoints and eval; the others wait at their next
+  collective, so eval must finish within torch's process-group timeout (30 min for gloo, 10 for NCCL).
+  Whole-batch values (every rank's completions): ``reward/mean|std|none_rate``, ``accuracy``, ``groups/*``,
+  ``filter/kept_frac``, ``completion/*``, ``perf/*tokens_per_s``, ``batch/groups`` and the update statistics
+  (``loss``, ``loss/pg``, ``kl/ref``, ``tokens``; token-weighted ``entropy``, ``ratio/mean``, ``clip/*``, ...;
+  maxima). ``verifier/*`` and ``time/*`` are rank 0's; ``grad_norm``, ``lr`` and ``data/position`` are the same
+  on every rank. samples.jsonl holds every rank's first completions, each with a ``rank`` field.
+- Checkpoints hold every rank's RNG states; a resumed rank restores its own (checkpoint.py).
+Not covered: FSDP (sharded parameters need sharded checkpoint saving) and multi-process vLLM rollouts.
 """
 
 from __future__ import annotations
@@ -47,6 +76,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -184,13 +214,25 @@ def micro_batches(n: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def num_loss_items(mask: Any, aggregation: str) -> float:
-    """The full batch's loss denominator, so that micro-batch losses add up to the full-batch loss."""
+def num_loss_items(mask: Any, aggregation: str, accelerator: Any = None) -> float:
+    """The full batch's loss denominator, so that micro-batch losses add up to the full-batch loss.
+
+    With several processes the full batch is every rank's: DDP *averages* the ranks' gradients, so each rank
+    divides by (items on all ranks) / world, and the average is the gradient of one token-mean (DAPO) or
+    sequence-mean over the whole batch rather than a mean of per-rank means.
+    """
+    import torch
+
     if aggregation == "token":
-        return mask.sum().clamp(min=1.0).item()
-    if aggregation == "sequence":
-        return max((mask.sum(dim=1) > 0).sum().item(), 1)
-    return mask.shape[0]  # constant: N sequences
+        items = mask.sum().item()
+    elif aggregation == "sequence":
+        items = (mask.sum(dim=1) > 0).sum().item()
+    else:
+        items = mask.shape[0]  # constant: N sequences
+    if accelerator is None or accelerator.num_processes == 1:
+        return max(items, 1)
+    total = accelerator.reduce(torch.tensor(float(items), dtype=torch.float64, device=accelerator.device), "sum")
+    return max(total.item(), 1.0) / accelerator.num_processes
 
 
 def frozen_logprobs(model: Any, batch: Any, chunks: list[slice], temperature: float) -> Any:
@@ -242,6 +284,28 @@ class UpdateStats:
     def add_pass(self, grad_norm: float) -> None:
         self.grad_norms.append(grad_norm)
 
+    def combine_ranks(self, accelerator: Any) -> None:
+        """Make the sums the whole batch's (a collective: every rank ran the same passes, so has the same keys).
+
+        Token-weighted sums and ``tokens`` add up over ranks, maxima take the maximum, and the loss terms, each
+        rank's share of the loss under the global normaliser (``num_loss_items``), average to the whole batch's
+        loss. Grad norms are of the all-reduced gradient, the same on every rank.
+        """
+        import torch
+
+        keys = sorted(self.sums)
+        local = torch.tensor([[self.sums[k] for k in keys] + [self.tokens]], dtype=torch.float64,
+                             device=accelerator.device)  # [1, K + 1]
+        per_rank = accelerator.gather(local).cpu()  # [world, K + 1]
+        for i, key in enumerate(keys):
+            if key.endswith("max") or key.endswith("max_abs"):
+                self.sums[key] = per_rank[:, i].max().item()
+            elif key in self.ADDITIVE and key != "tokens":
+                self.sums[key] = per_rank[:, i].mean().item()
+            else:
+                self.sums[key] = per_rank[:, i].sum().item()
+        self.tokens = per_rank[:, -1].sum().item()
+
     def result(self) -> dict[str, float]:
         passes = max(len(self.grad_norms), 1)
         out = {}
@@ -254,6 +318,67 @@ class UpdateStats:
                 out[key] = value / max(self.tokens, 1.0)
         out["grad_norm"] = sum(self.grad_norms) / passes
         return out
+
+
+def whole_batch_metrics(accelerator: Any, rounds: list, filter_keep: list, group_size: int,
+                        step_seconds: float, rollout_seconds: float) -> dict[str, float]:
+    """Reward, accuracy, group and completion statistics over every rank's completions of this step.
+
+    A collective. Ranks sample the same number of rounds (see "Processes"), so their per-completion tables have
+    one shape and gather into [world * rounds * B * G, 5], still prompt-major in groups of G.
+    """
+    import torch
+
+    from rlvr.grpo.advantages import zero_variance_fraction
+    from rlvr.grpo.filtering import dynamic_sampling_filter
+    from rlvr.grpo.scoring import _nan_stats
+
+    rollouts = [r for s in rounds for r in s.rollouts]
+    local = torch.stack([torch.cat([s.rewards for s in rounds]), torch.cat([s.accuracy for s in rounds]),
+                         torch.tensor([float(r.num_tokens) for r in rollouts]),
+                         torch.tensor([float(r.truncated) for r in rollouts]),
+                         torch.tensor([float(r.thinking_tokens) for r in rollouts])], dim=1)  # 5 x [N] -> [N, 5]
+    keep = torch.cat(filter_keep).float()  # [rounds * B]
+    table, keep = accelerator.gather((local.to(accelerator.device), keep.to(accelerator.device)))
+    rewards, accuracy, lengths, truncated, thinking = table.cpu().unbind(1)  # 5 x [world * N]
+    _, groups = dynamic_sampling_filter(accuracy.view(-1, group_size))  # [world * N] -> [groups, G]
+    out = {}
+    out["reward/mean"], out["reward/std"] = _nan_stats(rewards)
+    out["reward/none_rate"] = rewards.isnan().float().mean().item()
+    out["accuracy"], _ = _nan_stats(accuracy)
+    generated = lengths.sum().item()
+    return out | {
+        "groups/zero_std_frac": zero_variance_fraction(rewards.view(-1, group_size)),
+        "groups/all_correct_frac": groups["filter/all_correct_frac"],
+        "groups/all_wrong_frac": groups["filter/all_wrong_frac"],
+        "filter/kept_frac": keep.mean().item(),
+        "completion/length_mean": lengths.mean().item(),
+        "completion/length_max": lengths.max().item(),
+        "completion/truncated_frac": truncated.mean().item(),
+        "completion/thinking_tokens_mean": thinking.mean().item(),
+        "perf/tokens_per_s": generated / step_seconds,
+        "perf/rollout_tokens_per_s": generated / max(rollout_seconds, 1e-9),
+    }
+
+
+def replica_fingerprints(accelerator: Any, model: Any) -> list[list[float]]:
+    """Every rank's [sum, sum of squares] of its weights (float64), gathered; raises if the ranks' copies differ.
+
+    A collective. DDP keeps replicas identical, so this is a cheap guard: a checkpoint of rank 0's weights must
+    describe every rank. Identical weights give bit-identical sums (same operations in the same order).
+    """
+    import torch
+
+    local = torch.zeros(2, dtype=torch.float64, device=accelerator.device)  # [2]
+    with torch.no_grad():
+        for p in model.parameters():
+            q = p.detach().double()
+            local += torch.stack([q.sum(), (q * q).sum()])
+    per_rank = accelerator.gather(local[None]).cpu().tolist()  # [world, 2]
+    if any(f != per_rank[0] for f in per_rank):
+        raise RuntimeError(f"the processes' model weights differ (fingerprint per rank: {per_rank}): DDP did not "
+                           "keep them in sync; a checkpoint of rank 0's weights would not describe this run")
+    return per_rank
 
 
 def run_eval(model, tokenizer, task, cfg: DictConfig, splits: list[str], out: Path, step: int, console) -> dict:
@@ -273,7 +398,7 @@ def run_eval(model, tokenizer, task, cfg: DictConfig, splits: list[str], out: Pa
 def run(cfg: DictConfig) -> int:
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import broadcast_object_list, gather_object, set_seed
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from transformers import get_scheduler
@@ -281,7 +406,7 @@ def run(cfg: DictConfig) -> int:
     from rlvr.grpo.advantages import compute_advantages, zero_variance_fraction
     from rlvr.grpo.algo import AlgoConfig
     from rlvr.grpo.checkpoint import (TrainerState, checkpoint_dir, load_trainer_state, load_weights,
-                                      newest_checkpoint, save_checkpoint, truncate_jsonl)
+                                      newest_checkpoint, rng_state, save_checkpoint, truncate_jsonl)
     from rlvr.grpo.filtering import dynamic_sampling_filter, overlong_mask
     from rlvr.grpo.logprobs import masked_mean, token_logprobs_and_entropy
     from rlvr.grpo.loss import policy_loss
@@ -300,8 +425,14 @@ def run(cfg: DictConfig) -> int:
     # The LR schedule counts optimizer steps; accelerate would otherwise step it once per process per step.
     accelerator = Accelerator(step_scheduler_with_optimizer=False, mixed_precision=g.mixed_precision)
     main_proc, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != world:  # e.g. `accelerate launch --multi_gpu` without a GPU: every process would run alone
+        raise RuntimeError(f"{launched} processes were launched but accelerate set up {world}: without a GPU, "
+                           "set ACCELERATE_USE_CPU=true for DDP over gloo on CPU (see `rlvr.grpo.trainer`)")
     console = Console(quiet=not main_proc)
     default_output_dir(cfg, "grpo")
+    if world > 1:  # a timestamped default differs per process: use rank 0's
+        cfg.output_dir = broadcast_object_list([cfg.output_dir])[0]
     out = Path(cfg.output_dir)
     algo = AlgoConfig(**OmegaConf.to_container(cfg.algo, resolve=True))
     final_dir = out / "final"
@@ -309,6 +440,7 @@ def run(cfg: DictConfig) -> int:
     if g.resume and done_marker.exists() and json.loads(done_marker.read_text()).get("step", 0) >= g.max_steps:
         console.print(f"[yellow]{final_dir} is complete; nothing to do (grpo.resume=false retrains)[/yellow]")
         return 0
+    accelerator.wait_for_everyone()  # every rank has read the run folder before rank 0 changes it
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
@@ -316,6 +448,7 @@ def run(cfg: DictConfig) -> int:
         if not g.resume and checkpoint_dir(out).exists():  # a fresh run must never resume from stale state later
             console.print(f"[yellow]grpo.resume=false: removing the old {checkpoint_dir(out)}[/yellow]")
             shutil.rmtree(checkpoint_dir(out))
+    accelerator.wait_for_everyone()
     if g.threads:
         torch.set_num_threads(g.threads)
     set_seed(cfg.seed)
@@ -343,7 +476,7 @@ def run(cfg: DictConfig) -> int:
     resume_from = newest_checkpoint(out) if g.resume else None
     if resume_from is not None:
         load_weights(policy, resume_from)
-        state = load_trainer_state(resume_from, optimizer, scheduler)
+        state = load_trainer_state(resume_from, optimizer, scheduler, rank=rank)
         console.print(f"[yellow]resuming from {resume_from} (step {state.step})[/yellow]")
     tracker = None
     if main_proc:
@@ -399,13 +532,21 @@ def run(cfg: DictConfig) -> int:
                         keep = torch.ones(B, dtype=torch.bool)
                     filter_keep.append(keep)
                     kept_groups += [(len(rounds) - 1, b) for b in keep.nonzero().squeeze(1).tolist()]
-                    if len(kept_groups) >= B:
+                    # all ranks stop together, once every one has B groups, so they sample the same rounds
+                    counts = accelerator.gather(torch.tensor([len(kept_groups)], device=accelerator.device))
+                    if counts.min() >= B:  # counts: [world] groups kept so far per rank
                         break
                 kept_groups = kept_groups[:B]
+                batch_groups = counts.clamp(max=B).sum().item()  # the whole batch's, over all ranks
                 all_rollouts = [r for s in rounds for r in s.rollouts]
 
                 # 4. advantages over the kept groups: rewards [B', G] -> advantages [B', G]
                 rows = [(ri, b * G + j) for ri, b in kept_groups for j in range(G)]  # [B'*G] (round, row)
+                # a rank with no kept group while others have some still joins DDP's all-reduce: it trains on
+                # one group with an all-zero mask (zero loss and gradient); if no rank kept one, all skip
+                idle = not rows and batch_groups > 0
+                if idle:
+                    rows = [(0, j) for j in range(G)]
                 update_metrics: dict[str, float] = {}
                 if rows:
                     rewards = torch.stack([rounds[ri].rewards[i] for ri, i in rows]).view(-1, G)  # [B'*G] -> [B', G]
@@ -416,6 +557,8 @@ def run(cfg: DictConfig) -> int:
                     mask = batch.completion_mask  # [N, T]
                     if algo.overlong == "mask":
                         mask = overlong_mask(mask, batch.truncated)
+                    if idle:
+                        mask = torch.zeros_like(mask)
                     P, temp = batch.prompt_length, sampling.logprob_temperature
                     chunks = micro_batches(batch.input_ids.shape[0], g.micro_batch_size)
 
@@ -430,7 +573,8 @@ def run(cfg: DictConfig) -> int:
                     # 6. policy update: micro-batch losses share the full batch's denominator, so their sum is
                     #    the full-batch loss; one optimizer step per pass over the batch
                     with timer("update"):
-                        items = num_loss_items(mask, algo.aggregation)
+                        # the whole batch's denominator, over all ranks (an idle rank adds no items)
+                        items = num_loss_items(mask[:0] if idle else mask, algo.aggregation, accelerator)
                         stats = UpdateStats()
                         for _ in range(g.updates_per_batch):
                             optimizer.zero_grad(set_to_none=True)
@@ -451,6 +595,8 @@ def run(cfg: DictConfig) -> int:
                             optimizer.step()
                             scheduler.step()
                             stats.add_pass(grad_norm)
+                        if world > 1:
+                            stats.combine_ranks(accelerator)
                         update_metrics = stats.result()
 
                 # 7. sync the rollout engine's weights (no-op for HF)
@@ -468,13 +614,20 @@ def run(cfg: DictConfig) -> int:
                     "groups/all_correct_frac": groups["filter/all_correct_frac"],
                     "groups/all_wrong_frac": groups["filter/all_wrong_frac"],
                     "filter/kept_frac": torch.cat(filter_keep).float().mean().item(),
-                    "batch/groups": len(kept_groups),
+                    "batch/groups": batch_groups,
                     "batch/rounds": len(rounds),
                     "lr": scheduler.get_last_lr()[0],
                     "perf/tokens_per_s": generated / step_seconds,
                     "perf/rollout_tokens_per_s": generated / max(timer.seconds["rollout"], 1e-9),
                     "data/position": stream.position,
                 }
+                if world > 1:  # the whole batch's values (see "Processes")
+                    row |= whole_batch_metrics(accelerator, rounds, filter_keep, G, step_seconds,
+                                               timer.seconds["rollout"])
+                logged_samples = sample_rows(step, rounds[0], g.num_samples_to_log)
+                if world > 1:  # every rank's first completions (a collective)
+                    logged_samples = [r | {"rank": k} for k, rows_k in enumerate(gather_object([logged_samples]))
+                                      for r in rows_k]
 
                 # 9. held-out eval (timed; its time is part of this step's row)
                 if g.eval_every and (step % g.eval_every == 0 or step == g.max_steps) and main_proc:
@@ -484,18 +637,22 @@ def run(cfg: DictConfig) -> int:
                 row["time/step"] = time.perf_counter() - step_start
                 if main_proc:
                     tracker.log(row, step=step)
-                    for sample_row in sample_rows(step, rounds[0], g.num_samples_to_log):
+                    for sample_row in logged_samples:
                         samples_file.write(json.dumps(sample_row) + "\n")
                 progress.update(bar, advance=1, description=f"reward {row['reward/mean']:.3f}  "
-                                f"acc {row['accuracy']:.3f}  groups {len(kept_groups)}/{B}  "
+                                f"acc {row['accuracy']:.3f}  groups {batch_groups}/{B * world}  "
                                 f"{row['time/step']:.1f}s/step")
 
                 # 10. checkpoint (atomic; a kill mid-save keeps the previous one)
                 if g.save_every and step % g.save_every == 0:
-                    accelerator.wait_for_everyone()
+                    rng_states = None
+                    if world > 1:  # rank 0 writes, with every rank's RNG states; all check their weights agree
+                        rng_states = gather_object([rng_state()])
+                        replica_fingerprints(accelerator, policy)
                     if main_proc:
                         save_checkpoint(out, TrainerState(step, stream.position), policy, tokenizer, optimizer,
-                                        scheduler, keep=g.keep_checkpoints)
+                                        scheduler, keep=g.keep_checkpoints, rng_states=rng_states)
+                    accelerator.wait_for_everyone()  # no rank runs ahead of (or exits before) a half-written save
     finally:
         runtime.close()
         if hasattr(engine, "close"):
@@ -505,10 +662,13 @@ def run(cfg: DictConfig) -> int:
 
     # -- final model --------------------------------------------------------------------------------------------
     accelerator.wait_for_everyone()
+    fingerprints = replica_fingerprints(accelerator, policy) if world > 1 else None
     if main_proc:
         policy.save_pretrained(final_dir, safe_serialization=True)
         tokenizer.save_pretrained(final_dir)
         summary = {"grpo/wall_seconds": time.time() - started, "step": g.max_steps}
+        if fingerprints is not None:  # every rank's, all equal (checked)
+            summary |= {"processes": world, "weights/fingerprint_per_rank": fingerprints}
         tracker.summary(summary)
         tracker.close()
         done_marker.write_text(json.dumps(summary, indent=2))  # written last: a crash before it redoes the save

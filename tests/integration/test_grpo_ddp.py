@@ -1,0 +1,119 @@
+"""``rlvr grpo`` under ``accelerate launch`` with 2 processes (DDP over gloo on CPU, loopback only).
+
+One run exercises every multi-process rule of the trainer (see "Processes" in ``rlvr.grpo.trainer``): DAPO with
+dynamic sampling and a test verifier that scores by rank — rank 0's groups are mixed (informative), rank 1's
+completions all score 0, so rank 1 never keeps a group. Without the joint stopping rule and the idle rank's
+zero-gradient update, DDP's all-reduce would deadlock (the subprocess timeout catches that). Then a second launch
+resumes from the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlvr.tracking import read_metrics
+
+pytestmark = pytest.mark.slow
+
+B, G = 2, 4
+VERIFIER = '''
+import os
+import zlib
+
+from rlvr.verifiers import VerifyResult
+
+
+class RankVerifier:
+    """Rank 0: a pseudo-random 0/1 per completion text (mixed groups); every other rank: always 0."""
+
+    name = "rank"
+
+    def __call__(self, completion, answer, *, meta=None):
+        if os.environ.get("RANK", "0") != "0":
+            return VerifyResult(0.0)
+        return VerifyResult(float(zlib.crc32(completion.encode()) % 2))
+'''
+ARGS = ["model=tiny", "task=arith", "logger=none", "rollout=hf", "algo=dapo", "algo.overlong=none",
+        "algo.max_sampling_rounds=2", "task.verifiers=[{name:'ddp_rank_verifier:RankVerifier',label:rank}]",
+        f"grpo.prompts_per_step={B}", f"grpo.group_size={G}", "grpo.max_new_tokens=12", "grpo.max_train_prompts=64",
+        "grpo.micro_batch_size=3", "grpo.threads=1", "grpo.eval_num_problems=1", "grpo.eval_splits=[test_ops1]",
+        "grpo.eval_max_new_tokens=4", "grpo.num_samples_to_log=4", "rewards.num_workers=0",
+        "grpo.save_every=1", "grpo.learning_rate=3e-3", "grpo.keep_checkpoints=5"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(run_dir: Path, *overrides: str) -> str:
+    """Run ``rlvr grpo`` in 2 processes; returns their output (rank 0 prints, rank 1's console is quiet)."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),
+               "-m", "rlvr.cli", "grpo", f"output_dir={run_dir}", *ARGS, *overrides]
+    python_path = [str(run_dir.parent), *filter(None, [os.environ.get("PYTHONPATH")])]  # + the test verifier
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "1000",  # COLUMNS: rich would wrap long paths
+           # DDP over gloo on CPU, on a GPU machine too (without a GPU, --multi_gpu alone would start two
+           # independent single-process runs, which the trainer refuses)
+           "ACCELERATE_USE_CPU": "true", "MASTER_ADDR": "127.0.0.1", "PYTHONPATH": os.pathsep.join(python_path)}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:  # a deadlocked collective: kill the launcher and both ranks
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"the 2-process run hung (a collective without its partner?):\n{out[-3000:]}")
+    assert proc.returncode == 0, out[-5000:]
+    return out
+
+
+def test_two_process_grpo_shares_the_update_logs_once_and_resumes(tmp_path, tiny_model_dir):
+    (tmp_path / "ddp_rank_verifier.py").write_text(VERIFIER)
+    run = tmp_path / "run"
+    first = launch(run, "grpo.max_steps=2", "grpo.eval_every=2")
+    rows = read_metrics(run / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2], "one row per step, written by rank 0 only"
+    for r in rows:
+        # rank 1 never keeps a group, so both ranks sample every round and rank 1 joins the update idle
+        assert r["batch/rounds"] == 2 and 0 < r["batch/groups"] <= B, r
+        assert r["grad_norm"] > 0 and r["tokens"] > 0
+        # whole-batch metrics: rank 1's completions (all 0) count; verifier/* is rank 0's alone
+        assert r["accuracy"] == pytest.approx(r["verifier/rank/mean"] / 2) and r["accuracy"] > 0
+        assert r["reward/mean"] == pytest.approx(r["accuracy"])
+        assert r["data/position"] == r["step"] * 2 * B * 2  # steps x rounds x B x world prompts
+    assert "eval/test_ops1/accuracy" in rows[1] and "eval @ step 0" in first
+
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    for step in (1, 2):
+        by_rank = {k: {s["prompt"] for s in samples if s["step"] == step and s["rank"] == k} for k in (0, 1)}
+        assert by_rank[0] and by_rank[1] and not by_rank[0] & by_rank[1], f"step {step}: ranks share prompts"
+        assert all(s["accuracy"] == 0 for s in samples if s["step"] == step and s["rank"] == 1)
+
+    # Rank 1's own gradient is zero every step, yet its weights equal rank 0's, which moved: the all-reduce worked.
+    done = json.loads((run / "final" / "rlvr_grpo_done.json").read_text())
+    fingerprints = done["weights/fingerprint_per_rank"]  # each rank's [sum, sum of squares] of its weights
+    assert done["processes"] == 2 and len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    start, final = (load_file(str(d / "model.safetensors")) for d in (tiny_model_dir, run / "final"))
+    assert any((start[k] - final[k]).abs().max() > 0 for k in final)
+    state = torch.load(run / "checkpoints" / "step_2" / "trainer_state.pt", weights_only=False)
+    assert len(state["rng_per_rank"]) == 2 and state["data_position"] == rows[1]["data/position"]
+
+    resumed = launch(run, "grpo.max_steps=3", "grpo.eval_every=0")
+    assert f"resuming from {run / 'checkpoints' / 'step_2'}" in resumed
+    rows = read_metrics(run / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert rows[2]["data/position"] == 3 * 2 * B * 2
+    assert json.loads((run / "final" / "rlvr_grpo_done.json").read_text())["step"] == 3
