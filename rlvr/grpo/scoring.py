@@ -61,7 +61,7 @@ def score_round(runtime: Any, samples: Sequence[Sample], rollouts: Sequence[Roll
                        batch.results, batch.metrics)
 
 
-def _nan_stats(x: torch.Tensor) -> tuple[float, float]:
+def nan_stats(x: torch.Tensor) -> tuple[float, float]:
     """(mean, population std) over the non-NaN entries; NaN when there are none."""
     x = x[~x.isnan()]
     if not x.numel():
@@ -74,9 +74,9 @@ def reward_metrics(rounds: Sequence[ScoredRound]) -> dict[str, float]:
     rewards = torch.cat([r.rewards for r in rounds])  # [sum N]
     accuracy = torch.cat([r.accuracy for r in rounds])  # [sum N]
     out: dict[str, float] = {}
-    out["reward/mean"], out["reward/std"] = _nan_stats(rewards)
+    out["reward/mean"], out["reward/std"] = nan_stats(rewards)
     out["reward/none_rate"] = rewards.isnan().float().mean().item()
-    out["accuracy"], _ = _nan_stats(accuracy)
+    out["accuracy"], _ = nan_stats(accuracy)
     # Runtime metrics are rates/means per round: combine them weighted by the round's rows (timeouts: counts).
     total = sum(len(r.rollouts) for r in rounds)
     for r in rounds:
@@ -90,7 +90,7 @@ def reward_metrics(rounds: Sequence[ScoredRound]) -> dict[str, float]:
     for key in keys:
         scores = torch.tensor([math.nan if (v := res.get(key)) is None or v.error is not None or v.score is None
                                else float(v.score) for r in rounds for res in r.results])
-        out[f"verifier/{key}/mean"], out[f"verifier/{key}/std"] = _nan_stats(scores)
+        out[f"verifier/{key}/mean"], out[f"verifier/{key}/std"] = nan_stats(scores)
     return out
 
 

@@ -75,7 +75,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import os
 import random
 import shutil
@@ -210,177 +209,6 @@ def sync_weights(engine: Any, model: Any) -> None:
         engine.load_weights(model)
 
 
-def micro_batches(n: int, size: int) -> list[slice]:
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
-
-
-def num_loss_items(mask: Any, aggregation: str, accelerator: Any = None) -> float:
-    """The full batch's loss denominator, so that micro-batch losses add up to the full-batch loss.
-
-    With several processes the full batch is every rank's: DDP *averages* the ranks' gradients, so each rank
-    divides by (items on all ranks) / world, and the average is the gradient of one token-mean (DAPO) or
-    sequence-mean over the whole batch rather than a mean of per-rank means.
-    """
-    import torch
-
-    if aggregation == "token":
-        items = mask.sum().item()
-    elif aggregation == "sequence":
-        items = (mask.sum(dim=1) > 0).sum().item()
-    else:
-        items = mask.shape[0]  # constant: N sequences
-    if accelerator is None or accelerator.num_processes == 1:
-        return max(items, 1)
-    total = accelerator.reduce(torch.tensor(float(items), dtype=torch.float64, device=accelerator.device), "sum")
-    return max(total.item(), 1.0) / accelerator.num_processes
-
-
-def frozen_logprobs(model: Any, batch: Any, chunks: list[slice], temperature: float) -> Any:
-    """[N, T] token log-probs of ``batch``'s completions under ``model``, no graph, one micro-batch at a time."""
-    import torch
-
-    from rlvr.grpo.logprobs import token_logprobs
-
-    with torch.no_grad():
-        return torch.cat([token_logprobs(model, batch.input_ids[c], batch.attention_mask[c], batch.prompt_length,
-                                         temperature) for c in chunks])  # n x [n_i, T] -> [N, T]
-
-
-def clip_gradients(accelerator: Any, model: Any, max_norm: float) -> float:
-    """Clip the global gradient norm to ``max_norm`` (0 = no clipping); returns the norm before clipping."""
-    import torch
-
-    if max_norm > 0:
-        return float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
-    grads = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
-    return float(torch.stack(grads).norm()) if grads else 0.0
-
-
-class UpdateStats:
-    """Combines ``policy_loss`` metrics over micro-batches and passes into one value per key.
-
-    Loss terms are already normalised by the full batch (``num_items``), so micro-batches add up and passes are
-    averaged; maxima stay maxima; every other metric is a token mean, weighted by the micro-batch's tokens.
-    """
-
-    ADDITIVE = ("loss", "loss/pg", "kl/ref", "tokens")
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.tokens = 0.0
-        self.grad_norms: list[float] = []
-
-    def add(self, metrics: dict[str, Any], tokens: float) -> None:
-        self.tokens += tokens
-        for key, value in metrics.items():
-            value = float(value)
-            if key in self.ADDITIVE:
-                self.sums[key] = self.sums.get(key, 0.0) + value
-            elif key.endswith("max") or key.endswith("max_abs"):
-                self.sums[key] = max(self.sums.get(key, -math.inf), value)
-            else:
-                self.sums[key] = self.sums.get(key, 0.0) + value * tokens
-
-    def add_pass(self, grad_norm: float) -> None:
-        self.grad_norms.append(grad_norm)
-
-    def combine_ranks(self, accelerator: Any) -> None:
-        """Make the sums the whole batch's (a collective: every rank ran the same passes, so has the same keys).
-
-        Token-weighted sums and ``tokens`` add up over ranks, maxima take the maximum, and the loss terms, each
-        rank's share of the loss under the global normaliser (``num_loss_items``), average to the whole batch's
-        loss. Grad norms are of the all-reduced gradient, the same on every rank.
-        """
-        import torch
-
-        keys = sorted(self.sums)
-        local = torch.tensor([[self.sums[k] for k in keys] + [self.tokens]], dtype=torch.float64,
-                             device=accelerator.device)  # [1, K + 1]
-        per_rank = accelerator.gather(local).cpu()  # [world, K + 1]
-        for i, key in enumerate(keys):
-            if key.endswith("max") or key.endswith("max_abs"):
-                self.sums[key] = per_rank[:, i].max().item()
-            elif key in self.ADDITIVE and key != "tokens":
-                self.sums[key] = per_rank[:, i].mean().item()
-            else:
-                self.sums[key] = per_rank[:, i].sum().item()
-        self.tokens = per_rank[:, -1].sum().item()
-
-    def result(self) -> dict[str, float]:
-        passes = max(len(self.grad_norms), 1)
-        out = {}
-        for key, value in self.sums.items():
-            if key in self.ADDITIVE:
-                out[key] = value / passes
-            elif key.endswith("max") or key.endswith("max_abs"):
-                out[key] = value
-            else:
-                out[key] = value / max(self.tokens, 1.0)
-        out["grad_norm"] = sum(self.grad_norms) / passes
-        return out
-
-
-def whole_batch_metrics(accelerator: Any, rounds: list, filter_keep: list, group_size: int,
-                        step_seconds: float, rollout_seconds: float) -> dict[str, float]:
-    """Reward, accuracy, group and completion statistics over every rank's completions of this step.
-
-    A collective. Ranks sample the same number of rounds (see "Processes"), so their per-completion tables have
-    one shape and gather into [world * rounds * B * G, 5], still prompt-major in groups of G.
-    """
-    import torch
-
-    from rlvr.grpo.advantages import zero_variance_fraction
-    from rlvr.grpo.filtering import dynamic_sampling_filter
-    from rlvr.grpo.scoring import _nan_stats
-
-    rollouts = [r for s in rounds for r in s.rollouts]
-    local = torch.stack([torch.cat([s.rewards for s in rounds]), torch.cat([s.accuracy for s in rounds]),
-                         torch.tensor([float(r.num_tokens) for r in rollouts]),
-                         torch.tensor([float(r.truncated) for r in rollouts]),
-                         torch.tensor([float(r.thinking_tokens) for r in rollouts])], dim=1)  # 5 x [N] -> [N, 5]
-    keep = torch.cat(filter_keep).float()  # [rounds * B]
-    table, keep = accelerator.gather((local.to(accelerator.device), keep.to(accelerator.device)))
-    rewards, accuracy, lengths, truncated, thinking = table.cpu().unbind(1)  # 5 x [world * N]
-    _, groups = dynamic_sampling_filter(accuracy.view(-1, group_size))  # [world * N] -> [groups, G]
-    out = {}
-    out["reward/mean"], out["reward/std"] = _nan_stats(rewards)
-    out["reward/none_rate"] = rewards.isnan().float().mean().item()
-    out["accuracy"], _ = _nan_stats(accuracy)
-    generated = lengths.sum().item()
-    return out | {
-        "groups/zero_std_frac": zero_variance_fraction(rewards.view(-1, group_size)),
-        "groups/all_correct_frac": groups["filter/all_correct_frac"],
-        "groups/all_wrong_frac": groups["filter/all_wrong_frac"],
-        "filter/kept_frac": keep.mean().item(),
-        "completion/length_mean": lengths.mean().item(),
-        "completion/length_max": lengths.max().item(),
-        "completion/truncated_frac": truncated.mean().item(),
-        "completion/thinking_tokens_mean": thinking.mean().item(),
-        "perf/tokens_per_s": generated / step_seconds,
-        "perf/rollout_tokens_per_s": generated / max(rollout_seconds, 1e-9),
-    }
-
-
-def replica_fingerprints(accelerator: Any, model: Any) -> list[list[float]]:
-    """Every rank's [sum, sum of squares] of its weights (float64), gathered; raises if the ranks' copies differ.
-
-    A collective. DDP keeps replicas identical, so this is a cheap guard: a checkpoint of rank 0's weights must
-    describe every rank. Identical weights give bit-identical sums (same operations in the same order).
-    """
-    import torch
-
-    local = torch.zeros(2, dtype=torch.float64, device=accelerator.device)  # [2]
-    with torch.no_grad():
-        for p in model.parameters():
-            q = p.detach().double()
-            local += torch.stack([q.sum(), (q * q).sum()])
-    per_rank = accelerator.gather(local[None]).cpu().tolist()  # [world, 2]
-    if any(f != per_rank[0] for f in per_rank):
-        raise RuntimeError(f"the processes' model weights differ (fingerprint per rank: {per_rank}): DDP did not "
-                           "keep them in sync; a checkpoint of rank 0's weights would not describe this run")
-    return per_rank
-
-
 def run_eval(model, tokenizer, task, cfg: DictConfig, splits: list[str], out: Path, step: int, console) -> dict:
     from rlvr.heldout import evaluate_heldout
     from rlvr.sft import write_eval
@@ -405,12 +233,14 @@ def run(cfg: DictConfig) -> int:
 
     from rlvr.grpo.advantages import compute_advantages, zero_variance_fraction
     from rlvr.grpo.algo import AlgoConfig
+    from rlvr.grpo.distributed import replica_fingerprints, whole_batch_metrics
     from rlvr.grpo.checkpoint import (TrainerState, checkpoint_dir, load_trainer_state, load_weights,
                                       newest_checkpoint, rng_state, save_checkpoint, truncate_jsonl)
     from rlvr.grpo.filtering import dynamic_sampling_filter, overlong_mask
     from rlvr.grpo.logprobs import masked_mean, token_logprobs_and_entropy
     from rlvr.grpo.loss import policy_loss
     from rlvr.grpo.scoring import completion_metrics, reward_metrics, sample_rows, score_round
+    from rlvr.grpo.update import UpdateStats, clip_gradients, frozen_logprobs, micro_batches, num_loss_items
     from rlvr.models import load_model, load_model_and_tokenizer
     from rlvr.rewards import RewardRuntime, RewardsConfig
     from rlvr.rollout.base import SamplingParams

@@ -2,9 +2,11 @@
 
 ``RolloutEngine`` is the interface every engine implements; ``HFEngine`` is the transformers one. Engines are
 imported from their own modules so that importing this package never loads torch-heavy backends by accident.
+``SamplingParams(budget=ThinkingBudget(...))`` turns on s1-style thinking budgets in every engine (budget.py).
 """
 
 from rlvr.rollout.base import RolloutEngine, SamplingParams
+from rlvr.rollout.budget import ThinkingBudget
 from rlvr.rollout.types import FinishReason, Rollout, RolloutBatch
 
-__all__ = ["FinishReason", "Rollout", "RolloutBatch", "RolloutEngine", "SamplingParams"]
+__all__ = ["FinishReason", "Rollout", "RolloutBatch", "RolloutEngine", "SamplingParams", "ThinkingBudget"]

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from rlvr.rollout.budget import ThinkingBudget
 from rlvr.rollout.types import Rollout
 from rlvr.tasks.base import Sample
 
@@ -31,6 +32,10 @@ class SamplingParams:
     stop: tuple[str, ...] = field(default=(), metadata={
         "help": "extra stop strings (the eos token always stops). The completion ends with the token that "
                 "completes the string, and the string stays in the text (vLLM: include_stop_str_in_output)"})
+    budget: ThinkingBudget | None = field(default=None, metadata={
+        "help": "thinking budget (s1 budget forcing, rlvr.rollout.budget): cap / extend the thinking block and give "
+                "the answer its own budget; max_new_tokens stays the cap on all completion tokens. None = plain "
+                "sampling"})
 
     def __post_init__(self) -> None:
         errors = []
@@ -44,6 +49,8 @@ class SamplingParams:
             object.__setattr__(self, "stop", (self.stop,))
         if any(not s for s in self.stop):
             errors.append("stop strings must be non-empty")
+        if self.budget is not None and not isinstance(self.budget, ThinkingBudget):
+            errors.append(f"budget must be a ThinkingBudget or None, got {type(self.budget).__name__}")
         if errors:
             raise ValueError("invalid SamplingParams: " + "; ".join(errors))
 

@@ -25,6 +25,12 @@ Determinism: with ``params.seed`` set, the global torch RNG is forked and seeded
 RNG state is left untouched), so the same samples, n, params, ``batch_size`` and model give the same rollouts.
 Different batching changes which random numbers each row draws.
 
+Thinking budgets: with ``params.budget`` set, ``rlvr.rollout.budget.generate_with_budget`` runs the phases (think
+up to B, force ``</think>`` + answer cue, answer up to A; "Wait" under min_thinking) and this engine only samples:
+``_continue`` resumes each row from prompt + completion so far (a fresh prefill per phase: transformers has no
+prefix cache), ``batch_size`` rows per ``generate`` call, each row with its own token limit. Logprobs keep the
+convention above; forced tokens get 0.0 and ``Rollout.forced_mask``. ``budget=None`` is the plain path, unchanged.
+
 Thinking tokens: with ``<think>``/``</think>`` as single tokens (the tiny model), the count is the number of
 completion tokens strictly between them; a completion with no close tag counts everything after the open tag
 (minus a final eos), and one with a close tag but no open tag (the template opened the block in the prompt)
@@ -34,11 +40,13 @@ re-tokenized, which can differ from the sampled tokenization by a token or two.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Sequence
 
 import torch
 
 from rlvr.rollout.base import RolloutEngine, SamplingParams
+from rlvr.rollout.budget import Segment, generate_with_budget
 from rlvr.rollout.types import Rollout
 from rlvr.tasks.base import Message, Sample
 
@@ -111,6 +119,17 @@ class _StopOnStrings:
         return torch.tensor(hit, dtype=torch.bool, device=input_ids.device)
 
 
+class _StopAtLength:
+    """Stopping criterion: row i is done after ``limits[i]`` new tokens (rows of one call may differ)."""
+
+    def __init__(self, limits: Sequence[int], prompt_len: int):
+        self.limits = torch.tensor(list(limits), dtype=torch.long)  # [R]
+        self.prompt_len = prompt_len
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
+        return (input_ids.shape[1] - self.prompt_len >= self.limits).to(input_ids.device)  # [R] bool
+
+
 class HFEngine(RolloutEngine):
     """Rollouts from a transformers causal LM. See the module docstring for the logprob and stop semantics.
 
@@ -140,6 +159,9 @@ class HFEngine(RolloutEngine):
             with torch.random.fork_rng(devices=rng_devices):
                 if params.seed is not None:
                     torch.manual_seed(params.seed)
+                if params.budget is not None:  # phases driven by rlvr.rollout.budget, sampled by _continue
+                    continue_fn = partial(self._continue, params=params)
+                    return generate_with_budget(self, continue_fn, samples, prompts, n, params)
                 for start in range(0, len(samples), per_call):
                     chunk = range(start, min(start + per_call, len(samples)))
                     rollouts += self._generate_chunk([samples[i] for i in chunk], [prompts[i] for i in chunk], n,
@@ -150,28 +172,68 @@ class HFEngine(RolloutEngine):
 
     def _generate_chunk(self, samples: list[Sample], prompts: list[list[int]], n: int,
                         params: SamplingParams) -> list[Rollout]:
+        # row i*n + j is completion j of prompt i (prompt-major)
+        prefixes = [ids for ids in prompts for _ in range(n)]
+        segments = self._sample(prefixes, [params.max_new_tokens] * len(prefixes), self.eos_ids, params.stop,
+                                params)
+        result = []
+        for row, seg in enumerate(segments):
+            text = self.tokenizer.decode(seg.ids, skip_special_tokens=True)
+            result.append(Rollout(
+                sample_id=samples[row // n].id,
+                prompt_ids=tuple(prompts[row // n]),
+                completion_ids=tuple(seg.ids),
+                logprobs=tuple(seg.logprobs),
+                text=text,
+                finish_reason="stop" if seg.stopped else "length",
+                thinking_tokens=self._thinking_tokens(seg.ids, text),
+                index=row % n,
+            ))
+        return result
+
+    def _continue(self, prefixes: Sequence[Sequence[int]], max_new: Sequence[int], stop_ids: Sequence[int],
+                  stop_strings: Sequence[str], seeds: Sequence[int | None], *, params: SamplingParams) -> list[Segment]:
+        """The budget driver's primitive (``rlvr.rollout.budget.ContinueFn``), ``batch_size`` rows per call.
+
+        ``seeds`` is not used: rows draw from the torch stream ``generate`` seeded from ``params.seed``, which is
+        deterministic for the same inputs and batching (per-row seeds would need one generate call per row).
+        """
+        segments: list[Segment] = []
+        for start in range(0, len(prefixes), self.batch_size):
+            end = start + self.batch_size
+            segments += self._sample(prefixes[start:end], max_new[start:end], stop_ids, stop_strings, params)
+        return segments
+
+    def _sample(self, prefixes: Sequence[Sequence[int]], max_new: Sequence[int], stop_ids: Sequence[int],
+                stop_strings: Sequence[str], params: SamplingParams) -> list[Segment]:
+        """One ``generate`` call: row i continues ``prefixes[i]`` by up to ``max_new[i]`` tokens.
+
+        Each row is cut after its first ``stop_ids`` token or the token completing a stop string (``stopped``), or
+        at ``max_new[i]`` tokens.
+        """
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
-        p = max(len(ids) for ids in prompts)
-        rows = len(prompts) * n
-        input_ids = torch.full((len(prompts), p), self.pad_id, dtype=torch.long)  # [b, P] left-padded
-        attention_mask = torch.zeros((len(prompts), p), dtype=torch.long)  # [b, P]
-        for i, ids in enumerate(prompts):
-            input_ids[i, p - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        p = max(len(ids) for ids in prefixes)
+        rows = len(prefixes)
+        input_ids = torch.full((rows, p), self.pad_id, dtype=torch.long)  # [R, P] left-padded
+        attention_mask = torch.zeros((rows, p), dtype=torch.long)  # [R, P]
+        for i, ids in enumerate(prefixes):
+            input_ids[i, p - len(ids):] = torch.tensor(list(ids), dtype=torch.long)
             attention_mask[i, p - len(ids):] = 1
-        # [b, P] -> [b*n, P]: row i*n + j is completion j of prompt i (prompt-major)
-        input_ids = input_ids.repeat_interleave(n, dim=0).to(self.model.device)
-        attention_mask = attention_mask.repeat_interleave(n, dim=0).to(self.model.device)
+        input_ids, attention_mask = input_ids.to(self.model.device), attention_mask.to(self.model.device)
 
         recorder = _SamplerLogprobs(params)
-        stopper = _StopOnStrings(self.tokenizer, params.stop, p, rows) if params.stop else None
+        stopper = _StopOnStrings(self.tokenizer, stop_strings, p, rows) if stop_strings else None
+        criteria = [stopper] if stopper else []
+        if len(set(max_new)) > 1:  # rows with a smaller limit stop early instead of sampling tokens thrown away
+            criteria.append(_StopAtLength(max_new, p))
         # Temperature/top-p live in `recorder`. transformers fills every unset field of `gen_cfg` from the
         # model's own generation config (a hub checkpoint may carry top_k=20, repetition_penalty=1.05, ...), which
         # would add processors after ours; a blank model config for the duration of the call prevents that.
         sampling = {"top_k": 0} if not params.greedy else {}  # top_k=0 disables the global default top_k=50
         gen_cfg = GenerationConfig(
-            max_new_tokens=params.max_new_tokens, do_sample=not params.greedy, temperature=1.0, top_p=1.0,
-            eos_token_id=self.eos_ids, pad_token_id=self.pad_id, use_cache=True, return_dict_in_generate=True,
+            max_new_tokens=max(max_new), do_sample=not params.greedy, temperature=1.0, top_p=1.0,
+            eos_token_id=list(stop_ids), pad_token_id=self.pad_id, use_cache=True, return_dict_in_generate=True,
             **sampling,
         )
         saved_cfg = self.model.generation_config
@@ -180,36 +242,24 @@ class HFEngine(RolloutEngine):
             out = self.model.generate(
                 input_ids=input_ids, attention_mask=attention_mask, generation_config=gen_cfg,
                 logits_processor=LogitsProcessorList([recorder]),
-                stopping_criteria=StoppingCriteriaList([stopper]) if stopper else None,
+                stopping_criteria=StoppingCriteriaList(criteria) if criteria else None,
             )
         finally:
             self.model.generation_config = saved_cfg
-        generated = out.sequences[:, p:]  # [b*n, T_gen]
-        logprobs = recorder.token_logprobs(generated).cpu()  # [b*n, T_gen]
+        generated = out.sequences[:, p:]  # [R, T_gen]
+        logprobs = recorder.token_logprobs(generated).cpu()  # [R, T_gen]
         generated = generated.cpu()
 
-        result = []
-        eos = set(self.eos_ids)
+        segments = []
+        stops = set(stop_ids)
         for row in range(rows):
             ids = generated[row].tolist()
-            end, reason = len(ids), "length"
-            for t, tok in enumerate(ids):
-                if tok in eos:
-                    end, reason = t + 1, "stop"
+            end, stopped = min(len(ids), max_new[row]), False
+            for t, tok in enumerate(ids[:end]):
+                if tok in stops:
+                    end, stopped = t + 1, True
                     break
             if stopper is not None and stopper.stopped_at[row] is not None and stopper.stopped_at[row] <= end:
-                end, reason = stopper.stopped_at[row], "stop"
-            ids = ids[:end]
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            sample = samples[row // n]
-            result.append(Rollout(
-                sample_id=sample.id,
-                prompt_ids=tuple(prompts[row // n]),
-                completion_ids=tuple(ids),
-                logprobs=tuple(logprobs[row, :end].tolist()),
-                text=text,
-                finish_reason=reason,
-                thinking_tokens=self._thinking_tokens(ids, text),
-                index=row % n,
-            ))
-        return result
+                end, stopped = stopper.stopped_at[row], True
+            segments.append(Segment(ids=ids[:end], logprobs=logprobs[row, :end].tolist(), stopped=stopped))
+        return segments

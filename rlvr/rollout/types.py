@@ -28,6 +28,10 @@ class Rollout:
 
     ``completion_ids`` includes the token that ended the completion (the eos, or the last token of a stop
     string) so the policy learns to emit it; ``text`` is decoded without special tokens, so it has no eos.
+
+    Under a thinking budget (``SamplingParams.budget``, ``rlvr.rollout.budget``) the engine also inserts tokens the
+    policy did not sample (the forced ``</think>`` + answer cue, "Wait" cues): they sit in ``completion_ids`` in
+    order, have logprob 0.0 and are flagged in ``forced_mask``.
     """
 
     sample_id: str
@@ -35,15 +39,22 @@ class Rollout:
     completion_ids: tuple[int, ...]  # [T_i] sampled tokens, no padding
     logprobs: tuple[float, ...]  # [T_i] sampler log-prob of each sampled token (see the engine for the distribution)
     text: str
-    finish_reason: FinishReason  # "stop": emitted eos / a stop string; "length": hit max_new_tokens
-    thinking_tokens: int  # completion tokens inside the thinking block (engine docstring defines it exactly)
+    finish_reason: FinishReason  # "stop": emitted eos / a stop string; "length": hit max_new_tokens (or, under a
+    #                              thinking budget, the answer budget)
+    thinking_tokens: int  # completion tokens inside the thinking block (engine docstring / budget.py define it)
     index: int = 0  # which of the n completions of this prompt (0..n-1)
+    forced_mask: tuple[bool, ...] = ()  # [T_i] True on tokens the engine inserted (budget forcing); () = none forced
+    budget_forced: bool = False  # thinking was cut at the budget and the end of thinking was forced
+    waits: int = 0  # times a too-early end of thinking was replaced by the wait cue (min_thinking)
 
     def __post_init__(self) -> None:
         if len(self.logprobs) != len(self.completion_ids):
             raise ValueError(
                 f"rollout {self.sample_id!r}: {len(self.logprobs)} logprobs for {len(self.completion_ids)} tokens"
             )
+        if self.forced_mask and len(self.forced_mask) != len(self.completion_ids):
+            raise ValueError(f"rollout {self.sample_id!r}: forced_mask has {len(self.forced_mask)} entries for "
+                             f"{len(self.completion_ids)} tokens (use () when nothing was forced)")
         if self.finish_reason not in ("stop", "length"):
             raise ValueError(f"finish_reason must be 'stop' or 'length', got {self.finish_reason!r}")
 
@@ -55,6 +66,10 @@ class Rollout:
     def num_tokens(self) -> int:
         return len(self.completion_ids)
 
+    @property
+    def num_forced(self) -> int:
+        return sum(self.forced_mask)
+
 
 @dataclass(frozen=True)
 class RolloutBatch:
@@ -65,9 +80,10 @@ class RolloutBatch:
     input_ids: torch.Tensor  # [N, L] long: left-padded prompt then right-padded completion
     attention_mask: torch.Tensor  # [N, L] long: 1 on real prompt and completion tokens
     completion_ids: torch.Tensor  # [N, T] long: input_ids[:, P:]
-    completion_mask: torch.Tensor  # [N, T] float: 1 on real completion tokens (the loss mask)
+    completion_mask: torch.Tensor  # [N, T] float: 1 on real, sampled completion tokens (the loss mask)
+    forced_mask: torch.Tensor  # [N, T] bool: True on engine-inserted tokens (context, not trained on)
     sampler_logprobs: torch.Tensor  # [N, T] float: engine log-probs, 0 on padding
-    completion_lengths: torch.Tensor  # [N] long: real tokens per completion
+    completion_lengths: torch.Tensor  # [N] long: real tokens per completion (forced ones included)
     truncated: torch.Tensor  # [N] bool: finish_reason == "length"
     thinking_tokens: torch.Tensor  # [N] long
     prompt_length: int  # P: column where every completion starts (completion_start for token_logprobs)
@@ -103,6 +119,7 @@ class RolloutBatch:
         input_ids = torch.full((n, p + t), pad_token_id, dtype=torch.long)  # [N, L]
         attention_mask = torch.zeros((n, p + t), dtype=torch.long)  # [N, L]
         sampler_logprobs = torch.zeros((n, t), dtype=torch.float32)  # [N, T]
+        forced = torch.zeros((n, t), dtype=torch.bool)  # [N, T]
         for i, r in enumerate(rollouts):
             lp, lc = len(r.prompt_ids), r.num_tokens
             input_ids[i, p - lp:p] = torch.tensor(r.prompt_ids, dtype=torch.long)
@@ -110,13 +127,17 @@ class RolloutBatch:
             if lc:
                 input_ids[i, p:p + lc] = torch.tensor(r.completion_ids, dtype=torch.long)
                 sampler_logprobs[i, :lc] = torch.tensor(r.logprobs, dtype=torch.float32)
+            if r.forced_mask:
+                forced[i, :lc] = torch.tensor(r.forced_mask, dtype=torch.bool)
         return cls(
             rollouts=tuple(rollouts),
             group_size=group_size,
             input_ids=input_ids,
             attention_mask=attention_mask,
             completion_ids=input_ids[:, p:],  # [N, T]
-            completion_mask=attention_mask[:, p:].float(),  # [N, T]
+            # forced tokens are attended to (context) but the policy did not sample them: no loss on them
+            completion_mask=attention_mask[:, p:].float().masked_fill(forced, 0.0),  # [N, T]
+            forced_mask=forced,
             sampler_logprobs=sampler_logprobs,
             completion_lengths=torch.tensor([r.num_tokens for r in rollouts], dtype=torch.long),
             truncated=torch.tensor([r.truncated for r in rollouts], dtype=torch.bool),
@@ -143,6 +164,7 @@ class RolloutBatch:
             attention_mask=self.attention_mask[rows],
             completion_ids=self.completion_ids[rows],
             completion_mask=self.completion_mask[rows],
+            forced_mask=self.forced_mask[rows],
             sampler_logprobs=self.sampler_logprobs[rows],
             completion_lengths=self.completion_lengths[rows],
             truncated=self.truncated[rows],
@@ -157,6 +179,7 @@ class RolloutBatch:
             attention_mask=self.attention_mask.to(device),
             completion_ids=self.completion_ids.to(device),
             completion_mask=self.completion_mask.to(device),
+            forced_mask=self.forced_mask.to(device),
             sampler_logprobs=self.sampler_logprobs.to(device),
             completion_lengths=self.completion_lengths.to(device),
             truncated=self.truncated.to(device),

@@ -34,6 +34,14 @@ max |diff| per token <= 1.5e-6 at temperatures 1.0, 0.7 and greedy, before and a
 (tests/integration/test_vllm_engine.py) asserts < 1e-4. The residue is summation order (oneDNN GEMMs, paged
 attention vs SDPA). bf16 engines are not covered by that number.
 
+Thinking budgets
+----------------
+With ``params.budget`` set, ``rlvr.rollout.budget.generate_with_budget`` drives the phases and ``_continue`` samples
+them: one request per row (n=1) whose prompt is the token prompt + completion so far, so each resumed phase reuses
+the cached KV blocks of its prefix (``enable_prefix_caching``) and only computes the tokens since the last full
+block. Each request is seeded from ``params.seed``, the call and the row (see budget.py), so budgeted rollouts are
+reproducible; greedy rows are decoded once per prompt and repeated.
+
 Weight sync
 -----------
 The engine is built from the *policy object*, not from a folder: its config (and the tokenizer) are written to a
@@ -91,6 +99,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from functools import partial
 from typing import Any, Sequence
 
 
@@ -116,6 +125,7 @@ _set_env_defaults()
 import torch  # noqa: E402
 
 from rlvr.rollout.base import RolloutEngine, SamplingParams  # noqa: E402
+from rlvr.rollout.budget import Segment, generate_with_budget  # noqa: E402
 from rlvr.rollout.hf import render_prompt  # noqa: E402
 from rlvr.rollout.types import Rollout  # noqa: E402
 from rlvr.tasks.base import Sample  # noqa: E402
@@ -231,24 +241,50 @@ class VLLMEngine(RolloutEngine):
         self.sync_weights(policy)
 
     # ------------------------------------------------------------------------------------------ generate
-    def _vllm_params(self, params: SamplingParams, n: int, seed: int | None) -> Any:
+    def _vllm_params(self, params: SamplingParams, n: int, seed: int | None, *, max_tokens: int | None = None,
+                     stop_ids: Sequence[int] | None = None, stop: Sequence[str] | None = None) -> Any:
+        """vLLM request parameters for ``params``; the keywords override its token limit and stop set."""
         import vllm
 
+        stop = params.stop if stop is None else stop
         return vllm.SamplingParams(
             n=n,
             temperature=0.0 if params.greedy else params.temperature,
             top_p=1.0 if params.greedy else params.top_p,
             top_k=0, min_p=0.0, repetition_penalty=1.0,  # explicit: no other processor changes the distribution
-            max_tokens=params.max_new_tokens,
+            max_tokens=params.max_new_tokens if max_tokens is None else max_tokens,
             seed=seed,
-            stop_token_ids=list(self.eos_ids),
-            stop=list(params.stop) or None,
+            stop_token_ids=list(self.eos_ids if stop_ids is None else stop_ids),
+            stop=list(stop) or None,
             include_stop_str_in_output=True,  # the stop string stays, like HFEngine
             logprobs=0,  # only the sampled token's logprob
             # text is decoded here from the token ids (HFEngine's exact rule); vLLM needs its own detokenizer
             # only to find stop strings
-            detokenize=bool(params.stop),
+            detokenize=bool(stop),
         )
+
+    def _continue(self, prefixes: Sequence[Sequence[int]], max_new: Sequence[int], stop_ids: Sequence[int],
+                  stop_strings: Sequence[str], seeds: Sequence[int | None], *, params: SamplingParams) -> list[Segment]:
+        """The budget driver's primitive (``rlvr.rollout.budget.ContinueFn``): one request per row, one call.
+
+        Each prefix is a token prompt (prompt + completion so far): the prompt's KV blocks, shared by the G rows
+        of a group and by every phase of a row, come from the prefix cache, so a resumed phase only computes the
+        tokens added since the last full block. Row i is seeded with ``seeds[i]``.
+        """
+        request_params = [self._vllm_params(params, 1, seed, max_tokens=k, stop_ids=stop_ids, stop=stop_strings)
+                          for k, seed in zip(max_new, seeds)]
+        outputs = self.llm.generate([{"prompt_token_ids": list(ids)} for ids in prefixes], request_params,
+                                    use_tqdm=False)
+        segments = []
+        for out in outputs:
+            (c,) = out.outputs
+            ids = list(c.token_ids)
+            if c.finish_reason not in ("stop", "length") or c.logprobs is None or len(c.logprobs) != len(ids):
+                raise RuntimeError(f"vLLM returned finish_reason={c.finish_reason!r} with "
+                                   f"{0 if c.logprobs is None else len(c.logprobs)} logprobs for {len(ids)} tokens")
+            logprobs = [float(step[tok].logprob) for step, tok in zip(c.logprobs, ids)]
+            segments.append(Segment(ids=ids, logprobs=logprobs, stopped=c.finish_reason == "stop"))
+        return segments
 
     def generate(self, samples: Sequence[Sample], n: int = 1, params: SamplingParams | None = None) -> list[Rollout]:
         params = params or SamplingParams()
@@ -258,6 +294,8 @@ class VLLMEngine(RolloutEngine):
             return []
         self.wake_up()
         prompts = [render_prompt(self.tokenizer, s.prompt) for s in samples]
+        if params.budget is not None:  # phases driven by rlvr.rollout.budget, sampled by _continue
+            return generate_with_budget(self, partial(self._continue, params=params), samples, prompts, n, params)
         # vLLM gives child j of a request seed + j; prompt i starts at seed + i*n so no two completions share a
         # random stream. Unseeded requests draw from the engine's generator.
         # Greedy: vLLM refuses n > 1 (the copies would be identical), so one completion per prompt is decoded and
