@@ -11,7 +11,9 @@ import sys
 
 # name -> (module with a ``main(argv) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "eval": ("rlvr.evaluate", "accuracy vs thinking budget (pass@1, pass@k, maj@k) per checkpoint and split"),
     "grpo": ("rlvr.grpo.trainer", "GRPO on a task's verifiable rewards (from an SFT checkpoint or any model)"),
+    "plot": ("rlvr.plots", "train-time vs test-time scaling plots from a run's budget sweeps (PNG + wandb)"),
     "sft": ("rlvr.sft", "cold-start supervised fine-tuning on reasoning traces (TRL SFTTrainer)"),
     "tasks": ("rlvr.tasks.cli", "list tasks, or render a sample prompt and reference answer of one"),
     "verify": ("rlvr.verify_cli", "score a jsonl of completions with any verifier"),

@@ -217,6 +217,49 @@ class GRPORunConfig(RunConfig):
 SCHEMAS["grpo"] = GRPORunConfig
 
 
+# ----------------------------------------------------------------------------------------------- eval
+@dataclass
+class EvalConfig:
+    budgets: list[Optional[int]] = opt(factory=lambda: [0, 4, 8, 16, 32, 64], help=(
+        "thinking budgets B to sweep (tokens inside <think>; null = no cap, only max_new_tokens). Tiny arith model "
+        "after 1,000 SFT steps thinks 8.6 / 16.6 / 24.5 tokens on 1 / 2 / 3 ops, so accuracy climbs in steps up to "
+        "32; 64 leaves room for 4 ops. Powers of two space evenly on the log-x plot; more budgets = a finer curve, "
+        "proportionally slower"))
+    answer_tokens: int = opt(16, "A: tokens for the answer after a forced end of thinking (\\boxed{82} + eos is ~7 "
+                                 "on the tiny model). Too small truncates answers and blames the budget")
+    n: int = opt(8, "samples per problem. pass@k and maj@k need n >= k; larger n = less noisy pass@k, linear cost")
+    k_list: list[int] = opt(factory=lambda: [1, 4, 8], help="k values for pass@k and maj@k (each <= n; pass@1 is "
+                                                            "always reported)")
+    temperature: float = opt(0.6, "sampling temperature. 0.6 is the usual reasoning-eval setting (DeepSeek-R1); "
+                                  "1.0 measures the raw policy (noisier pass@1, higher pass@k); 0 = greedy, where "
+                                  "n > 1 only repeats one answer")
+    top_p: float = opt(1.0, "nucleus mass (1.0 = off); < 1 lifts pass@1 and lowers diversity (pass@k)")
+    max_new_tokens: int = opt(128, "completion cap, thinking + answer (also the limit of budget=null); arith 4-op "
+                                   "answers take ~45 tokens")
+    num_problems: int = opt(50, "problems per split (the first N, fixed: the same held-out set for every "
+                                "checkpoint). More = smaller error bars (+-7% at 50 for p=0.5), linear cost")
+    splits: list[str] = opt(factory=list, help="held-out splits; empty = the task's per-difficulty test splits "
+                                               "(arith: test_ops1..4): a mixed set turns the budget cliff into steps")
+    checkpoints: str = opt("final", "with run_dir: final (the run's final model), all (every checkpoint + final, for "
+                                    "accuracy vs training step), or newest (the newest checkpoint or final)")
+    batch_size: int = opt(256, "rows (problems x n) per generate() call: memory vs speed")
+    tag: Optional[str] = opt(None, "results go to eval/budget_sweep_<tag>.json/.csv; None = from the checkpoint "
+                                   "(step<N>, final, or the model folder's name)")
+    plot: bool = opt(True, "write plots/ (and wandb charts) after the sweep, from every sweep in eval/")
+    verifier_workers: int = opt(2, "verifier processes (0 = in-process: no timeouts or crash isolation)")
+    verifier_timeout_s: float = opt(10.0, "hard limit per verifier call; an overrun counts as a verifier error")
+
+
+@dataclass
+class EvalRunConfig(RunConfig):
+    eval: EvalConfig = opt(factory=EvalConfig, help="the thinking-budget sweep: budgets x splits x n samples")
+    run_dir: Optional[str] = opt(None, "evaluate this run's checkpoints (eval.checkpoints) and write results into "
+                                       "it; None = evaluate model.name_or_path (or model.name) alone")
+
+
+SCHEMAS["eval"] = EvalRunConfig
+
+
 def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 

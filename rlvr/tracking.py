@@ -25,14 +25,19 @@ def _jsonable(value: Any) -> Any:
 
 class Tracker:
     def __init__(self, output_dir: str | Path, logger_cfg: Any, run_config: DictConfig | None = None,
-                 job_type: str = "train", name: str | None = None, keep_until_step: int | None = None):
+                 job_type: str = "train", name: str | None = None, keep_until_step: int | None = None,
+                 metrics_file: str | None = "metrics.jsonl"):
         """``keep_until_step``: rows of an earlier attempt up to this step are kept (a resume from that step's
-        checkpoint); later ones are dropped, since the resumed run logs them again. None keeps nothing."""
+        checkpoint); later ones are dropped, since the resumed run logs them again. None keeps nothing.
+        ``metrics_file=None``: wandb only, no jsonl — for stages that write their own files into a run directory
+        whose metrics.jsonl belongs to training (``rlvr eval``, ``rlvr plot``)."""
         self.output_dir = Path(output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.metrics_path = self.output_dir / "metrics.jsonl"
-        self._truncate(keep_until_step)
-        self._file = self.metrics_path.open("a", buffering=1)
+        self.metrics_path = self.output_dir / metrics_file if metrics_file else None
+        self._file = None
+        if self.metrics_path is not None:
+            self._truncate(keep_until_step)
+            self._file = self.metrics_path.open("a", buffering=1)
         self.wandb_run = None
         if logger_cfg.backend == "wandb" and logger_cfg.mode != "disabled":
             import wandb
@@ -58,7 +63,8 @@ class Tracker:
 
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
         row = {"step": int(step)} | {k: _jsonable(v) for k, v in metrics.items()}
-        self._file.write(json.dumps(row) + "\n")
+        if self._file is not None:
+            self._file.write(json.dumps(row) + "\n")
         if self.wandb_run is not None:
             self.wandb_run.log({k: v for k, v in row.items() if k != "step" and v is not None}, step=int(step))
 
@@ -73,7 +79,8 @@ class Tracker:
             self.wandb_run.summary.update(dict(values))
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if self.wandb_run is not None:
             self.wandb_run.finish()
             self.wandb_run = None
