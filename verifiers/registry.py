@@ -24,6 +24,7 @@ BUILTINS: dict[str, str] = {
     "math": "rlvr.verifiers.math:MathVerifier",
     "format": "rlvr.verifiers.format:FormatVerifier",
     "code": "rlvr.verifiers.code:CodeVerifier",
+    "arith_steps": "rlvr.verifiers.arith_steps:ArithStepsVerifier",
 }
 
 HOW_TO_REGISTER = (

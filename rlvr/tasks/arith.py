@@ -125,7 +125,8 @@ class ArithTask(Task):
                     prompt=self.prompt_messages(problem.text),
                     answer=str(final),
                     verifiers=self.verifier_specs(),
-                    meta={"ops": n_ops, "split": split},
+                    meta={"ops": n_ops, "split": split,
+                          "program": {"start": problem.start, "ops": [list(o) for o in problem.ops]}},
                     solution=self.response_format.render("\n".join(lines), str(final)),
                 )
             )
