@@ -24,8 +24,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec || true
 	touch $(STAMP)
 
+# sft -> grpo -> eval -> plot on the embedded tiny model (rlvr/pipeline.py); interrupted, it resumes where it stopped.
 demo: $(STAMP)
-	$(BIN)/rlvr sft output_dir=$(OUT)
+	$(BIN)/rlvr pipeline output_dir=$(OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

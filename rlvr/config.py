@@ -77,6 +77,11 @@ class TaskConfig:
     answer_column: str = opt("answer", "generic task: column with the reference answer")
     solution_column: Optional[str] = opt(None, "generic task: column with a worked solution (enables SFT)")
     arith: ArithConfig = opt(factory=ArithConfig, help="knobs of the arith task")
+    mix: list[Any] = opt(factory=list, help=(
+        "task=mix: the component tasks mixed into one batch, each a name or {name, weight (sampling share of the "
+        "train split, default 1), splits ({mix split: component split}, e.g. {train: test} for a task with one "
+        "split), and any task.* field for that component (verifiers, path, arith, ...)}. Every row keeps its own "
+        "task's verifiers (rlvr/tasks/mix.py)"))
 
 
 # ------------------------------------------------------------------------------------------------ sft
@@ -85,6 +90,10 @@ class SFTConfig:
     max_steps: int = opt(1400, "optimizer steps. ~600 learn only the format; the arithmetic 'clicks' between 800 and "
                                "1,200. Fewer (e.g. 700) leave 3-op accuracy partial, room for GRPO")
     learning_rate: float = opt(3e-3, "peak LR; tiny models want ~3e-3, pretrained ones ~1e-5")
+    stop_fraction: float = opt(1.0, "share of the max_steps schedule to run (1.0 = all of it). < 1 stops mid-schedule, "
+                                    "a cold start for RL: from step 800 of a 1,200-step run (0.667) 100 GRPO steps "
+                                    "raised 3-op accuracy; from runs annealed to lr 0 they lowered it "
+                                    "(docs/experiments/grpo_tiny_arith.md)")
     lr_scheduler: str = opt("cosine", "transformers scheduler name (cosine, linear, constant_with_warmup, ...)")
     warmup_ratio: float = opt(0.02, "share of steps spent warming up the LR")
     weight_decay: float = opt(0.0, "AdamW weight decay")
@@ -101,6 +110,9 @@ class SFTConfig:
     logging_steps: int = opt(25, "log loss every N steps")
     save_steps: int = opt(400, "checkpoint every N steps (resumable); 0 = only the final model")
     resume: bool = opt(True, "continue from the newest checkpoint in output_dir if there is one")
+    train_file: Optional[str] = opt(None, "jsonl of conversations ({'messages': [..., assistant turn]}) to train on "
+                                          "instead of the task's worked solutions, e.g. <run>/distill/data.jsonl "
+                                          "from rejection sampling; the held-out eval still uses the task")
     eval_splits: list[str] = opt(factory=list, help="held-out splits scored greedily after training; empty = the task's "
                                                     "per-difficulty test splits")
     eval_num_problems: int = opt(200, "problems per eval split")
@@ -119,6 +131,14 @@ class LoggerConfig:
     tags: list[str] = opt(factory=list, help="wandb tags")
 
 
+@dataclass
+class RunCardConfig:
+    limitations: list[str] = opt(factory=list, help="known limitations of this run, in your words; copied into "
+                                                    "RUNCARD.md and provenance.json (e.g. 'eval set is 50 problems: "
+                                                    "+-7%')")
+    notes: Optional[str] = opt(None, "free text for the run card: why this run exists, what it changes")
+
+
 # ---------------------------------------------------------------------------------------- commands
 @dataclass
 class RunConfig:
@@ -129,6 +149,8 @@ class RunConfig:
     model: ModelConfig = opt(factory=ModelConfig, help="which model")
     task: TaskConfig = opt(factory=TaskConfig, help="which task")
     logger: LoggerConfig = opt(factory=LoggerConfig, help="experiment tracking")
+    run_card: RunCardConfig = opt(factory=RunCardConfig, help="what the run card (RUNCARD.md, provenance.json) "
+                                                              "records beyond what is measured")
 
 
 @dataclass
@@ -152,6 +174,42 @@ from rlvr.grpo.algo import AlgoConfig  # noqa: E402
 from rlvr.rewards import RewardsConfig  # noqa: E402
 
 ROLLOUT_ENGINES = ("hf", "vllm", "auto")
+
+
+# The budget statement: one line appended to the prompt's last user message. L1 (Aggarwal & Welleck 2025, arXiv
+# 2503.04697) trains with "Think for N tokens." so that one model follows whatever budget the prompt gives.
+BUDGET_STATEMENT = "Think for {budget} tokens."
+TRAIN_BUDGET_MODES = ("none", "fixed", "sample")
+
+
+@dataclass
+class TrainBudgetConfig:
+    """The thinking budget of GRPO's rollouts (rlvr.grpo.budgets): none, one fixed B, or one B drawn per prompt."""
+
+    mode: str = opt("none", "none: rollouts think freely up to grpo.max_new_tokens (plain GRPO). fixed: every rollout "
+                            "is budget-forced at `thinking` tokens (s1 2501.19393: at B, </think> is forced and the "
+                            "answer gets answer_tokens), so the policy learns to answer from a cut-off thought "
+                            "(Elastic Reasoning 2505.05315 trains this way). sample: each prompt draws its B from "
+                            "`choices` (seeded by seed, step and the prompt's stream position: a resume draws the "
+                            "same); with state_in_prompt the budget is written into the prompt, so one model learns "
+                            "to use whatever budget it is given (budget-conditioned RL, L1 2503.04697)")
+    thinking: int = opt(32, "fixed mode: B, the most tokens inside <think>. The tiny arith model thinks ~9/17/25 "
+                            "tokens on 1/2/3 ops: 32 leaves 3 ops uncut, 16 cuts them")
+    choices: list[Optional[int]] = opt(factory=lambda: [8, 16, 32], help=(
+        "sample mode: the budgets a prompt can draw (null = no cap). A wider spread teaches more budgets but gives "
+        "each fewer rollouts per step; with the tiny model, 8/16/32 bracket what 1/2/3 ops need"))
+    weights: list[float] = opt(factory=list, help="sample mode: relative probability of each of `choices` (same "
+                                                   "length); empty = uniform")
+    answer_tokens: int = opt(16, "A: tokens for the answer after a forced end of thinking (\\boxed{82} + eos is ~7 on "
+                                 "the tiny model). B + A (+ ~3 for the tags) must fit in grpo.max_new_tokens, which "
+                                 "caps every rollout")
+    state_in_prompt: bool = opt(True, "write the budget into the prompt (prompt_template on a new line at the end "
+                                      "of the last user message; no line for a null budget). Without it, sample mode "
+                                      "trains a model robust to unannounced cuts rather than one that plans for its "
+                                      "budget. The in-training sweep (grpo.budget_eval_every) then states each swept "
+                                      "budget the same way; give `rlvr eval` eval.state_budget_in_prompt=true too")
+    prompt_template: str = opt(BUDGET_STATEMENT, "the budget statement; {budget} is replaced by B. Keep it identical "
+                                                 "between training and evaluation (eval.budget_prompt_template)")
 
 
 @dataclass
@@ -201,6 +259,61 @@ class GRPOConfig:
                                      "and training), weights and optimizer stay in model.dtype. bf16 on GPUs halves "
                                      "activation memory; on CPU fp32 is fastest")
     threads: Optional[int] = opt(None, "torch CPU threads (None = torch's default)")
+    budget_eval_every: int = opt("${.max_steps}", "accuracy-vs-thinking-budget sweep (the budget_eval section: "
+                                                  "budgets x splits x n samples, the same as `rlvr eval`) every N "
+                                                  "steps and at the start and the end, into eval/ and plots/; 0 = "
+                                                  "never. Default max_steps = at the start and the end only: a sweep "
+                                                  "is 2,400 sampled rollouts with budget_eval's defaults, ~35 s on 2 "
+                                                  "busy CPU cores for the tiny SFT model (more while a model rambles "
+                                                  "to max_new_tokens), as long as 10-30 GRPO steps")
+    train_budget: TrainBudgetConfig = opt(factory=TrainBudgetConfig, help="thinking budget of the rollouts: none, "
+                                                                          "fixed, or sampled per prompt and stated "
+                                                                          "in it")
+
+
+# ------------------------------------------------------------------------------------- grpo monitors
+@dataclass
+class MonitorConfig:
+    """Reward-hacking monitors (rlvr.grpo.monitors): each is a metric ``monitor/<name>`` plus a warning and
+    flagged samples (``flagged.jsonl``) when it passes its threshold."""
+
+    enabled: bool = opt(True, "compute the monitors each step (cheap: text heuristics plus one strict math check "
+                              "per rewarded completion)")
+    rewarded_threshold: float = opt(0.5, "a completion counts as rewarded when its primary verifier's score "
+                                         "(accuracy) is >= this")
+    min_rewarded: int = opt(4, "share-of-rewarded monitors only judge steps with at least this many rewarded "
+                               "completions; fewer and one odd sample would trip them")
+    near_empty_think_tokens: int = opt(2, "a thinking block of at most this many tokens counts as empty (a missing "
+                                          "block too)")
+    empty_think_frac: float = opt(0.25, "trip when more than this share of rewarded completions has an empty or "
+                                        "near-empty thinking block. An honest arith trace thinks 8+ tokens")
+    min_reasoning_tokens: int = opt(5, "rewarded completions thinking fewer tokens than this, or with no reasoning "
+                                       "line (a digit or min_reasoning_words words), are answers without reasoning")
+    min_reasoning_words: int = opt(6, "a thinking line with this many words counts as reasoning even without digits")
+    no_reasoning_frac: float = opt(0.25, "trip when more than this share of rewarded completions answers without "
+                                         "reasoning")
+    baseline_steps: int = opt(3, "the first N steps' mean completion length is the length baseline")
+    length_collapse_ratio: float = opt(0.5, "trip when the step's mean completion length falls below this times the "
+                                            "baseline (the policy learned to skip its reasoning)")
+    length_explosion_ratio: float = opt(2.0, "trip when the mean length exceeds this times the baseline")
+    max_truncated_frac: float = opt(0.5, "also an explosion: at least this share of completions hit the length cap "
+                                         "while the baseline steps had under half that (an untrained model that "
+                                         "always runs to the cap is not an explosion)")
+    code_suspicious_frac: float = opt(0.05, "trip when more than this share of code-verified completions exits "
+                                            "early, calls exit/skip/patching APIs, or passes with zero tests")
+    fallback_rules: list[str] = opt(factory=lambda: ["last_number"], help="math extraction rules that are weak "
+                                    "evidence: a reward found only through them disagrees with a strict extraction")
+    strict_check: bool = opt(True, "re-score rewarded non-code completions with a strict math verifier (explicit "
+                                   "answer required, no last-number fallback): catches verifiers that reward format "
+                                   "alone. Off = judge only by the primary verifier's extract/<rule> metrics")
+    disagreement_frac: float = opt(0.1, "trip when more than this share of rewarded completions is rejected by the "
+                                        "strict check or rewarded only through a fallback rule")
+    divergence_window: int = opt(10, "steps over which the training reward trend is fitted")
+    min_reward_rise: float = opt(0.1, "trip when the fitted reward rise over the window is at least this ...")
+    heldout_tolerance: float = opt(0.01, "... while held-out accuracy (mean over eval splits, between the two "
+                                         "latest evals spanning the window) changed by at most this (flat or down)")
+    max_flagged_per_step: int = opt(8, "samples written to flagged.jsonl per monitor and step")
+    warn_every: int = opt(10, "repeat a monitor's console warning at most every N steps while it stays tripped")
 
 
 @dataclass
@@ -209,6 +322,12 @@ class GRPORunConfig(RunConfig):
     algo: AlgoConfig = opt(factory=AlgoConfig, help="GRPO-family knobs; set together by algo=<preset> "
                                                     "(grpo | dr_grpo | dapo | gspo | cispo), then override any")
     rewards: RewardsConfig = opt(factory=RewardsConfig, help="verifier process pool: workers, timeouts, abort rate")
+    monitors: MonitorConfig = opt(factory=MonitorConfig, help="reward-hacking monitors: thresholds and windows")
+    # EvalConfig is defined below with `rlvr eval`; the lambda looks it up when a config is built. Smaller than
+    # `rlvr eval`'s defaults because it runs inside training (grpo.budget_eval_every).
+    budget_eval: EvalConfig = opt(factory=lambda: EvalConfig(n=4, k_list=[1, 4], num_problems=25), help=(
+        "the periodic thinking-budget sweep inside training (same fields as `rlvr eval`'s eval.*; checkpoints and "
+        "tag are not used: each sweep is eval/budget_sweep_step<N>.json). Samples with HF generate on the policy"))
     rollout: str = opt("auto", "rollout engine: hf (transformers generate), vllm (not implemented yet), or auto = "
                                "vllm when CUDA is present and the vLLM engine importable, else hf (the choice is "
                                "logged)")
@@ -248,6 +367,13 @@ class EvalConfig:
     plot: bool = opt(True, "write plots/ (and wandb charts) after the sweep, from every sweep in eval/")
     verifier_workers: int = opt(2, "verifier processes (0 = in-process: no timeouts or crash isolation)")
     verifier_timeout_s: float = opt(10.0, "hard limit per verifier call; an overrun counts as a verifier error")
+    state_budget_in_prompt: bool = opt(False, "write each swept budget into the prompt (budget_prompt_template on a "
+                                              "new line after the last user message; none for budget null), as "
+                                              "budget-conditioned GRPO (grpo.train_budget.state_in_prompt) trained "
+                                              "it. Off for models trained without it: the line is then unfamiliar "
+                                              "text, not an instruction")
+    budget_prompt_template: str = opt(BUDGET_STATEMENT, "the budget statement; {budget} is replaced by B. Must match "
+                                                        "the training run's grpo.train_budget.prompt_template")
 
 
 @dataclass
@@ -260,6 +386,107 @@ class EvalRunConfig(RunConfig):
 SCHEMAS["eval"] = EvalRunConfig
 
 
+# -------------------------------------------------------------------------------------------- distill
+@dataclass
+class DistillConfig:
+    split: str = opt("train", "task split whose prompts are sampled")
+    num_prompts: Optional[int] = opt(256, "prompts to sample (the first N of the split; None = all). The data set "
+                                          "has at most this many prompts x (1 or n) rows")
+    n: int = opt(8, "completions per prompt. More finds a correct trace for harder prompts (pass@n rises) at n "
+                    "times the sampling cost")
+    temperature: float = opt(1.0, "sampling temperature: 1.0 gives diverse traces; lower (0.6-0.8) keeps more of "
+                                  "them correct and fewer distinct")
+    top_p: float = opt(1.0, "nucleus mass (1.0 = off)")
+    max_new_tokens: int = opt(128, "completion cap; a truncated completion is never kept (no final answer)")
+    keep: str = opt("one", "one: the shortest verified-correct completion per prompt (R1-style cold-start data "
+                           "favours concise, readable traces); all: every distinct correct completion (more data, "
+                           "weighted towards easy prompts)")
+    min_score: float = opt(1.0, "a completion is kept when its primary verifier scores at least this (1.0 = "
+                                "exactly right; < 1 admits partial credit, e.g. code passing most tests)")
+    require_format: bool = opt(True, "also require the response format (<think>...</think> then the answer), "
+                                     "judged by the format verifier, so SFT never learns an unformatted answer")
+    batch_size: int = opt(256, "rows (prompts x n) per generate() call of the HF engine: memory vs speed")
+
+
+@dataclass
+class DistillRunConfig(RunConfig):
+    distill: DistillConfig = opt(factory=DistillConfig, help="rejection sampling: sample, verify, keep correct traces")
+    rewards: RewardsConfig = opt(factory=RewardsConfig, help="verifier process pool: workers, timeouts, abort rate")
+    rollout: str = opt("auto", "sampling engine: hf, vllm, or auto (vllm with CUDA and vllm installed, else hf)")
+
+
+SCHEMAS["distill"] = DistillRunConfig
+
+
+# ------------------------------------------------------------------------------------------- pipeline
+PIPELINE_STAGES = ("distill", "sft", "grpo", "eval", "plot")
+
+
+@dataclass
+class StageOverrides:
+    distill: list[str] = opt(factory=list, help="key=value overrides for the distill stage only (`rlvr distill --help`)")
+    sft: list[str] = opt(factory=list, help="key=value overrides for the sft stage only (`rlvr sft --help`), e.g. "
+                                            "[task.arith.max_ops=2]")
+    grpo: list[str] = opt(factory=list, help="key=value overrides for the grpo stage only (`rlvr grpo --help`)")
+    eval: list[str] = opt(factory=list, help="key=value overrides for the eval stage only (`rlvr eval --help`)")
+
+
+@dataclass
+class PipelineConfig:
+    stages: list[str] = opt(factory=lambda: ["sft", "grpo", "eval", "plot"], help=(
+        "stages to run, always in the order distill -> sft -> grpo -> eval -> plot, sharing one run directory "
+        "(<output_dir>/<stage>/). distill (rejection sampling into an SFT data set) is off by default"))
+    skip: list[str] = opt(factory=list, help="stages to leave out this time (their finished outputs, if any, are still "
+                                             "used: pipeline.skip=[sft] trains GRPO from an earlier <run>/sft/final)")
+    stage_overrides: StageOverrides = opt(factory=StageOverrides, help=(
+        "key=value overrides applied to one stage's config only, on top of the shared sections, e.g. "
+        "{sft: [task.arith.max_ops=2]} trains SFT on 1-2 operation problems while GRPO keeps 1-3. Keys are "
+        "that stage's own (`rlvr sft --help`); values are checked like any override"))
+
+
+@dataclass
+class PipelineRunConfig(RunConfig):
+    pipeline: PipelineConfig = opt(factory=PipelineConfig, help="which stages run, and per-stage overrides")
+    distill: DistillConfig = opt(factory=DistillConfig, help="stage distill: rejection sampling (see `rlvr distill --help`)")
+    sft: SFTConfig = opt(factory=SFTConfig, help="stage sft: cold-start SFT (see `rlvr sft --help`)")
+    grpo: GRPOConfig = opt(factory=GRPOConfig, help="stage grpo: the GRPO loop (see `rlvr grpo --help`)")
+    algo: AlgoConfig = opt(factory=AlgoConfig, help="stage grpo: GRPO-family knobs, set together by algo=<preset>")
+    rewards: RewardsConfig = opt(factory=RewardsConfig, help="stages distill and grpo: the verifier process pool")
+    rollout: str = opt("auto", "stages distill and grpo: rollout engine hf | vllm | auto")
+    eval: EvalConfig = opt(factory=EvalConfig, help="stage eval: thinking-budget sweep of the SFT model and the GRPO "
+                                                    "checkpoints (eval.checkpoints: final | all | newest)")
+
+
+SCHEMAS["pipeline"] = PipelineRunConfig
+
+
+# ------------------------------------------------------------------------------------- contamination
+@dataclass
+class ContaminationConfig:
+    n: int = opt(13, "word n-gram length (after lowercasing and stripping punctuation). 13 is the GPT-3/Llama "
+                     "convention for long prompts; prompts shorter than n words (arith: ~8) can never match, so "
+                     "use n=6..8 for short prompts. Whole-prompt exact matches are reported at any n")
+    train_split: str = opt("train", "split of the configured task whose prompts are the training side")
+    max_train_prompts: Optional[int] = opt(None, "use only the first N training prompts (None = all)")
+    eval_sets: list[str] = opt(factory=lambda: ["gsm8k:test"], help="eval sets checked against the train prompts: "
+                               "'task:split' (e.g. gsm8k:test, arith:test_ops2), 'task' (all its non-train splits) "
+                               "or a local .jsonl/.json/.parquet/.csv file (text from text_column)")
+    max_eval_items: Optional[int] = opt(None, "check only the first N items of each eval set (None = all)")
+    text_column: Optional[str] = opt(None, "column holding the prompt in eval-set files; None tries prompt, "
+                                           "question, problem, text")
+    boilerplate_frac: float = opt(0.05, "n-grams found in more than this share of the train prompts (and in >= 10 of "
+                                        "them) are template text, not contamination, and are ignored")
+    max_examples: int = opt(5, "example hits listed per eval set")
+
+
+@dataclass
+class ContaminationRunConfig(RunConfig):
+    contamination: ContaminationConfig = opt(factory=ContaminationConfig, help="n-gram overlap check")
+
+
+SCHEMAS["check-contamination"] = ContaminationRunConfig
+
+
 def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
@@ -268,14 +495,18 @@ def register_configs() -> None:
         cs.store(name=f"{command}_schema", node=schema)
 
 
-def describe(schema: type, prefix: str = "") -> list[str]:
-    """``key = default  # help`` lines for every field, nested dataclasses flattened."""
+def describe(schema: Any, prefix: str = "") -> list[str]:
+    """``key = default  # help`` lines for every field, nested dataclasses flattened. ``schema``: a dataclass, or an
+    instance whose values are the defaults (a section whose factory sets other defaults than its class's)."""
     lines = []
     for f in fields(schema):
         key = f"{prefix}{f.name}"
-        default = f.default_factory() if f.default_factory is not MISSING_FACTORY else f.default
+        if not isinstance(schema, type):
+            default = getattr(schema, f.name)
+        else:
+            default = f.default_factory() if f.default_factory is not MISSING_FACTORY else f.default
         if is_dataclass(default):
-            lines.extend(describe(type(default), prefix=f"{key}."))
+            lines.extend(describe(default, prefix=f"{key}."))
         else:
             lines.append(f"{key} = {default!r}\n      {f.metadata.get('help', '')}")
     return lines

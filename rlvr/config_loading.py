@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -62,7 +62,7 @@ def _override_problem(override: str, exc: Exception) -> Problem:
     key = override.split("=", 1)[0].lstrip("+~")
     message = _clean_hydra_message(exc)
     if "not in struct" in message or "Could not override" in message and "Key '" in message:
-        fix = f"check the spelling; `rlvr <command> --help` lists every key"
+        fix = "check the spelling; `rlvr <command> --help` lists every key"
         what = f"unknown key {key!r}"
     elif "could not be converted" in message or "Value '" in message and "type" in message:
         what = f"wrong type in {override!r} ({message})"
@@ -156,6 +156,9 @@ def validate_common(cfg: DictConfig) -> list[Problem]:
     if cfg.task.path and looks_like_local_path(cfg.task.path) and not Path(cfg.task.path).expanduser().exists():
         problems.append(Problem("task.path", f"data file {cfg.task.path!r} does not exist",
                                 "point task.path at an existing json/jsonl/parquet/csv file or folder"))
+    from rlvr.tasks.mix import validate_mix
+
+    problems += [Problem(key, what, fix) for key, what, fix in validate_mix(cfg.task)]
     if cfg.task.name == "generic" and not cfg.task.path:
         problems.append(Problem("task.path", "the generic task needs a dataset", "set task.path=<file, folder or hub id>"))
     if cfg.data_dir and not Path(cfg.data_dir).expanduser().is_dir():

@@ -20,8 +20,15 @@ block capped at B tokens (s1 budget forcing: at B, ``</think>`` is forced and th
 
 Rows go to ``<out>/eval/budget_sweep_<tag>.json`` (+ ``.csv``), one file per checkpoint, so re-evaluating one
 checkpoint replaces its file and ``rlvr plot`` gathers them all. Every budget and split uses the same sampler seed
-(common random numbers: two budgets differ only where the cap bites). ``budget_sweep`` is the reusable core
-(the GRPO loop can call ``sweep_checkpoint`` every N steps on its fixed held-out set).
+(common random numbers: two budgets differ only where the cap bites). ``budget_sweep`` is the reusable core;
+``rlvr grpo`` calls ``sweep_checkpoint`` every ``grpo.budget_eval_every`` steps on its fixed held-out set
+(``rlvr.grpo.budgets``).
+
+A model trained with its budget stated in the prompt (``grpo.train_budget.state_in_prompt``) is evaluated with
+``eval.state_budget_in_prompt=true``: each swept budget B is then written into every prompt
+(``eval.budget_prompt_template``, default "Think for {budget} tokens.", on a new line after the user message; no
+line for budget null), exactly as in training (``rlvr.grpo.budgets.state_budget``). ``rlvr eval run_dir=...``
+warns when the run trained with a statement this eval does not make.
 
 Tests: ``OMP_NUM_THREADS=1 python -m pytest tests/unit/test_evaluate.py tests/unit/test_passk.py -q``.
 """
@@ -97,8 +104,12 @@ def score_rollouts(runtime: Any, samples: Sequence[Any], rollouts: Sequence[Any]
 def budget_sweep(engine: Any, task: Any, splits: Sequence[str], budgets: Sequence[int | None], runtime: Any, *,
                  n: int = 8, k_list: Sequence[int] = (1,), num_problems: int = 50, answer_tokens: int = 16,
                  temperature: float = 0.6, top_p: float = 1.0, max_new_tokens: int = 128, seed: int = 0,
-                 on_cell: Callable[[str, int | None], None] | None = None) -> list[dict[str, Any]]:
-    """One row per (split, budget): see the module docstring. ``on_cell`` is called after each cell (progress)."""
+                 on_cell: Callable[[str, int | None], None] | None = None,
+                 budget_statement: str | None = None) -> list[dict[str, Any]]:
+    """One row per (split, budget): see the module docstring. ``on_cell`` is called after each cell (progress).
+    ``budget_statement``: a template with {budget} written into each prompt for its budget (None = plain prompts)."""
+    from rlvr.grpo.budgets import state_budget
+
     bad = [k for k in k_list if not 1 <= k <= n]
     if bad:
         raise ValueError(f"k_list {list(k_list)} has k outside 1..n={n}: raise eval.n or drop {bad}")
@@ -111,7 +122,9 @@ def budget_sweep(engine: Any, task: Any, splits: Sequence[str], budgets: Sequenc
             started = time.perf_counter()
             params = sampling_params(budget, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                                      answer_tokens=answer_tokens, seed=seed)
-            rollouts = engine.generate(samples, n=n, params=params)  # [P*n] prompt-major
+            asked = samples if budget_statement is None else [state_budget(s, budget, budget_statement)
+                                                                for s in samples]
+            rollouts = engine.generate(asked, n=n, params=params)  # [P*n] prompt-major
             problems, errors, not_applicable, last_error = score_rollouts(runtime, samples, rollouts, n)
             total = len(rollouts)
             generated = sum(r.num_tokens for r in rollouts)
@@ -197,7 +210,8 @@ def sweep_checkpoint(model: Any, tokenizer: Any, task: Any, eval_cfg: Any, ckpt:
     engine = HFEngine(model, tokenizer, batch_size=e.batch_size, think_open=think_open, think_close=think_close)
     rows = budget_sweep(engine, task, splits, list(e.budgets), runtime, n=e.n, k_list=list(e.k_list),
                         num_problems=e.num_problems, answer_tokens=e.answer_tokens, temperature=e.temperature,
-                        top_p=e.top_p, max_new_tokens=e.max_new_tokens, seed=seed, on_cell=on_cell)
+                        top_p=e.top_p, max_new_tokens=e.max_new_tokens, seed=seed, on_cell=on_cell,
+                        budget_statement=statement_template(e))
     rows = with_checkpoint(rows, ckpt)
     settings = OmegaConf.to_container(e, resolve=True) if isinstance(e, DictConfig) else asdict(e)
     meta = {"checkpoint": ckpt.label, "model_path": ckpt.path, "step": ckpt.step, "train_tokens": ckpt.train_tokens,
@@ -206,29 +220,48 @@ def sweep_checkpoint(model: Any, tokenizer: Any, task: Any, eval_cfg: Any, ckpt:
     return rows, write_sweep(out_dir, rows, tag or ckpt.tag, meta)
 
 
+def statement_template(e: Any) -> str | None:
+    """The budget template an eval config states in its prompts, or None (plain prompts)."""
+    state = e.get("state_budget_in_prompt", False) if isinstance(e, DictConfig) else getattr(
+        e, "state_budget_in_prompt", False)
+    return e.budget_prompt_template if state else None
+
+
 # ------------------------------------------------------------------------------------------------ the command
-def validate(cfg: DictConfig) -> list[Problem]:
-    e = cfg.eval
+def validate_eval_settings(e: Any, section: str = "eval") -> list[Problem]:
+    """Every problem of an EvalConfig section (``eval`` here, ``budget_eval`` inside ``rlvr grpo``)."""
     problems = []
     for key in ("n", "answer_tokens", "max_new_tokens", "num_problems", "batch_size", "verifier_timeout_s"):
         if e[key] is None or e[key] <= 0:
-            problems.append(Problem(f"eval.{key}", f"must be > 0, got {e[key]!r}",
-                                    f"set eval.{key} to a positive number"))
+            problems.append(Problem(f"{section}.{key}", f"must be > 0, got {e[key]!r}",
+                                    f"set {section}.{key} to a positive number"))
     if not e.budgets:
-        problems.append(Problem("eval.budgets", "is empty", "give budgets, e.g. eval.budgets=[0,8,16,32,64,null]"))
+        problems.append(Problem(f"{section}.budgets", "is empty",
+                                f"give budgets, e.g. {section}.budgets=[0,8,16,32,64,null]"))
     if any(b is not None and b < 0 for b in e.budgets):
-        problems.append(Problem("eval.budgets", f"{list(e.budgets)} has a negative budget",
+        problems.append(Problem(f"{section}.budgets", f"{list(e.budgets)} has a negative budget",
                                 "use budgets >= 0 (0 = no thinking) or null (no cap)"))
     if not e.k_list or any(k < 1 or (e.n and k > e.n) for k in e.k_list):
-        problems.append(Problem("eval.k_list", f"{list(e.k_list)} needs 1 <= k <= eval.n={e.n} (pass@k and maj@k "
-                                "draw k of the n samples)", "raise eval.n or drop the larger k"))
+        problems.append(Problem(f"{section}.k_list", f"{list(e.k_list)} needs 1 <= k <= {section}.n={e.n} (pass@k "
+                                "and maj@k draw k of the n samples)", "raise n or drop the larger k"))
     if e.temperature is None or e.temperature < 0 or not 0 < e.top_p <= 1:
-        problems.append(Problem("eval.temperature/top_p", "need temperature >= 0 and 0 < top_p <= 1",
-                                "e.g. eval.temperature=0.6 eval.top_p=1.0"))
+        problems.append(Problem(f"{section}.temperature/top_p", "need temperature >= 0 and 0 < top_p <= 1",
+                                f"e.g. {section}.temperature=0.6 {section}.top_p=1.0"))
     if e.checkpoints not in ("final", "all", "newest"):
-        problems.append(Problem("eval.checkpoints", f"unknown value {e.checkpoints!r}", "use final, all or newest"))
+        problems.append(Problem(f"{section}.checkpoints", f"unknown value {e.checkpoints!r}",
+                                "use final, all or newest"))
     if e.verifier_workers < 0:
-        problems.append(Problem("eval.verifier_workers", "must be >= 0", "0 runs verifiers in-process"))
+        problems.append(Problem(f"{section}.verifier_workers", "must be >= 0", "0 runs verifiers in-process"))
+    if e.state_budget_in_prompt:
+        from rlvr.grpo.budgets import template_problem
+
+        if problem := template_problem(f"{section}.budget_prompt_template", e.budget_prompt_template):
+            problems.append(problem)
+    return problems
+
+
+def validate(cfg: DictConfig) -> list[Problem]:
+    problems = validate_eval_settings(cfg.eval, "eval")
     if cfg.run_dir is not None and not Path(cfg.run_dir).expanduser().is_dir():
         problems.append(Problem("run_dir", f"{cfg.run_dir!r} is not a folder",
                                 "point run_dir at a run directory (with final/ or checkpoints/)"))
@@ -276,10 +309,12 @@ def run(cfg: DictConfig) -> int:
 
     from rlvr.heldout import default_eval_splits
     from rlvr.models import load_model_and_tokenizer
+    from rlvr.provenance import task_datasets, write_stage_card
     from rlvr.rewards import RewardRuntime, RewardsConfig
     from rlvr.tasks import build_task
     from rlvr.tracking import Tracker
 
+    started = time.perf_counter()
     console = Console()
     e = cfg.eval
     if cfg.run_dir is not None:
@@ -304,6 +339,11 @@ def run(cfg: DictConfig) -> int:
     splits = list(e.splits) or default_eval_splits(task)
     console.print(f"[bold]rlvr eval[/bold]  {len(checkpoints)} model(s)  task={task.name}  splits={splits}  "
                   f"budgets={list(e.budgets)}  n={e.n}  problems/split={e.num_problems}  out={out / 'eval'}")
+    from rlvr.grpo.budgets import statement_mismatch
+
+    for warning in dict.fromkeys(statement_mismatch(c.run_dir, statement_template(e)) for c in checkpoints):
+        if warning:
+            console.print(f"[yellow]{warning}[/yellow]")
     # Eval reports verifier errors instead of aborting on them (GRPO's abort guards training, not measurement).
     runtime = RewardRuntime(RewardsConfig(num_workers=e.verifier_workers, timeout_s=e.verifier_timeout_s,
                                           abort_error_rate=1.0))
@@ -337,6 +377,11 @@ def run(cfg: DictConfig) -> int:
 
             written = make_plots(out, tracker=tracker)
             console.print("plots: " + "  ".join(str(p) for p in written))
+        # the card goes under eval/ so it never overwrites the card of the run it evaluates (run_dir)
+        write_stage_card(cfg, "eval", out / "eval", tracker=tracker, console=console,
+                         wall_seconds=time.perf_counter() - started, verifiers=task.verifier_specs(),
+                         datasets=task_datasets(task, dict.fromkeys(splits, e.num_problems), role="eval"),
+                         eval_table=all_rows)
     finally:
         runtime.close()
         tracker.close()

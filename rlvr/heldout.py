@@ -1,7 +1,8 @@
 """Greedy held-out accuracy per split: the quick check printed after SFT.
 
 Generation is batched HF ``generate`` with left padding; answers are scored by the ``math`` verifier (parse
-then compare), so SFT reports the same notion of "correct" that GRPO is rewarded with.
+then compare), or by the sample's own primary verifier where that is another one (code tasks, the code rows of a
+``mix``), so SFT reports the same notion of "correct" that GRPO is rewarded with.
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ class SplitResult:
 
 
 def default_eval_splits(task) -> list[str]:
-    """The task's per-difficulty held-out splits (arith: test_ops1..K), else its first non-train split."""
+    """The task's own choice (a mix: each component's), else its per-difficulty held-out splits (arith:
+    test_ops1..K), else its first non-train split."""
+    own = getattr(task, "default_eval_splits", None)
+    if callable(own):
+        return list(own())
     per_difficulty = [s for s in task.splits if s.startswith("test_")]
     return per_difficulty or [s for s in task.splits if s != "train"][:1]
 
@@ -56,12 +61,32 @@ def greedy_generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], m
     return out
 
 
+def sample_verifier(sample: Sample, default, cache: dict[str, Any]):
+    """``default`` (the math verifier) where the sample's primary verifier is that one, else the sample's own
+    primary verifier (code tasks, a mix's code rows), so a held-out split is never judged by the wrong rule."""
+    import json
+
+    from rlvr.rewards import parse_spec
+
+    specs = [parse_spec(s) for s in sample.verifiers]
+    primary = next((s for s in specs if s.weight != 0), None)
+    if primary is None or (primary.name == getattr(default, "name", None) and not primary.config):
+        return default
+    key = json.dumps({"name": primary.name, "config": dict(primary.config)}, sort_keys=True, default=str)
+    if key not in cache:
+        from rlvr.verifiers import load
+
+        cache[key] = load(primary.name, **dict(primary.config))
+    return cache[key]
+
+
 def score_split(split: str, samples: list[Sample], completions: list[tuple[str, int]], verifier,
                 keep_examples: int = 3) -> SplitResult:
     correct = errors = 0
     examples = []
+    cache: dict[str, Any] = {}
     for sample, (text, _n) in zip(samples, completions):
-        result = verifier(text, sample.answer, meta=sample.meta)
+        result = sample_verifier(sample, verifier, cache)(text, sample.answer, meta=sample.meta)
         errors += result.error is not None
         ok = result.error is None and (result.score or 0.0) >= 1.0
         correct += ok

@@ -1,7 +1,7 @@
 """Cold-start SFT: teach a model the response format (and, on arith, the arithmetic) from reasoning traces.
 
     rlvr sft model=tiny task=arith output_dir=runs/sft            # defaults: ~5 min on 2 CPU cores
-    rlvr sft sft.max_steps=700 ...                                # stop early: 3-op accuracy stays partial
+    rlvr sft sft.max_steps=1200 sft.stop_fraction=0.667 ...       # stop mid-schedule: a cold start for GRPO
     rlvr sft model.name_or_path=<folder|hub id> task=gsm8k sft.learning_rate=1e-5 ...
 
 The algorithm, top to bottom:
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from pathlib import Path
 
@@ -39,7 +38,18 @@ def validate(cfg: DictConfig) -> list[Problem]:
         problems.append(Problem("sft.eval_num_problems", "must be >= 0", "0 skips the held-out evaluation"))
     if not 0 <= cfg.sft.warmup_ratio < 1:
         problems.append(Problem("sft.warmup_ratio", f"must be in [0, 1), got {cfg.sft.warmup_ratio}", "e.g. 0.02"))
+    if cfg.sft.train_file and not Path(cfg.sft.train_file).expanduser().is_file():
+        problems.append(Problem("sft.train_file", f"{cfg.sft.train_file!r} is not a file",
+                                "point it at a jsonl of {'messages': [...]} rows (rlvr distill writes one), or unset it"))
+    if not 0 < cfg.sft.stop_fraction <= 1:
+        problems.append(Problem("sft.stop_fraction", f"must be in (0, 1], got {cfg.sft.stop_fraction}",
+                                "1.0 runs the whole schedule; e.g. 0.667 stops at step 800 of 1,200"))
     return problems
+
+
+def stop_step(s) -> int:
+    """The optimizer step the stage ends at: ``stop_fraction`` of the ``max_steps`` schedule, at least 1."""
+    return max(1, min(s.max_steps, round(s.max_steps * s.stop_fraction)))
 
 
 def tokenize_for_sft(samples, tokenizer, max_length: int) -> list[dict[str, list[int]]]:
@@ -133,6 +143,7 @@ def run(cfg: DictConfig) -> int:
 
     from rlvr.heldout import default_eval_splits, evaluate_heldout
     from rlvr.models import load_model_and_tokenizer
+    from rlvr.provenance import dataset_fingerprint, task_datasets, task_source, write_stage_card
     from rlvr.tasks import build_task
     from rlvr.tracking import Tracker
     from rlvr.verifiers import load as load_verifier
@@ -158,10 +169,17 @@ def run(cfg: DictConfig) -> int:
     console.print(f"[bold]rlvr sft[/bold]  model={cfg.model.name_or_path or cfg.model.name}  task={task.name}  "
                   f"steps={s.max_steps}  out={out}")
     model, tokenizer = load_model_and_tokenizer(cfg.model)
-    samples = [x for x in task.samples(s.train_split, limit=s.max_train_samples) if x.solution]
+    if s.train_file:  # e.g. rejection-sampled traces (rlvr distill); the held-out eval below still uses the task
+        from rlvr.distill import read_sft_file
+
+        samples = read_sft_file(s.train_file, limit=s.max_train_samples)
+        source = s.train_file
+    else:
+        samples = [x for x in task.samples(s.train_split, limit=s.max_train_samples) if x.solution]
+        source = f"task {task.name!r} split {s.train_split!r}"
     if not samples:
-        console.print(f"[red]task {task.name!r} split {s.train_split!r} has no worked solutions to train on. "
-                      f"Fix: pick a task with solutions or set task.solution_column[/red]")
+        console.print(f"[red]{source} has no worked solutions to train on. Fix: pick a task with solutions, set "
+                      f"task.solution_column, or give sft.train_file a non-empty jsonl[/red]")
         return 2
     train = Dataset.from_list(tokenize_for_sft(samples, tokenizer, s.max_length))
     console.print(f"{len(train)} training sequences, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
@@ -179,8 +197,15 @@ def run(cfg: DictConfig) -> int:
                              "train/mean_token_accuracy": logs.get("mean_token_accuracy"),
                              "time/elapsed": time.time() - started}, step=state.global_step)
 
+    stop_at = stop_step(s)
+
+    class StopAtStep(TrainerCallback):  # leaves the LR schedule mid-way (sft.stop_fraction)
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= stop_at:
+                control.should_training_stop = True
+
     trainer = SFTTrainer(model=model, args=trl_args(cfg, out), train_dataset=train, processing_class=tokenizer,
-                         callbacks=[MetricsCallback()])
+                         callbacks=[MetricsCallback(), StopAtStep()])
     if resume_from:
         console.print(f"[yellow]resuming from {resume_from}[/yellow]")
     trainer.train(resume_from_checkpoint=resume_from)
@@ -192,6 +217,7 @@ def run(cfg: DictConfig) -> int:
 
     # 3. held-out greedy accuracy, judged by the math verifier
     summary: dict[str, float] = {"sft/train_seconds": train_seconds}
+    results, splits = [], []
     if s.eval_num_problems > 0:
         splits = list(s.eval_splits) or default_eval_splits(task)
         results = evaluate_heldout(model, tokenizer, task, splits, s.eval_num_problems, s.eval_max_new_tokens,
@@ -204,6 +230,14 @@ def run(cfg: DictConfig) -> int:
                           [[r.split, r.n, r.accuracy, r.mean_completion_tokens] for r in results])
         summary |= metrics
     summary["sft/wall_seconds"] = time.time() - started
+    # 4. run card (provenance.json + RUNCARD.md) in the run dir and next to the weights, + a wandb artifact
+    write_stage_card(cfg, "sft", out, tracker=tracker, final_dir=final_dir, console=console,
+                     wall_seconds=summary["sft/wall_seconds"], verifiers=task.verifier_specs(),
+                     datasets=[dataset_fingerprint(samples, source=s.train_file or task_source(task, s.train_split),
+                                                   split=None if s.train_file else s.train_split, role="train")]
+                     + task_datasets(task, dict.fromkeys(splits, s.eval_num_problems), role="eval"),
+                     eval_table=[{"split": r.split, "n": r.n, "accuracy": r.accuracy, "errors": r.errors,
+                                  "mean_completion_tokens": r.mean_completion_tokens} for r in results])
     tracker.summary(summary)
     tracker.close()
     done_marker.write_text(json.dumps(summary, indent=2))  # written last: a crash before here redoes the stage

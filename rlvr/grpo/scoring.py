@@ -91,6 +91,28 @@ def reward_metrics(rounds: Sequence[ScoredRound]) -> dict[str, float]:
         scores = torch.tensor([math.nan if (v := res.get(key)) is None or v.error is not None or v.score is None
                                else float(v.score) for r in rounds for res in r.results])
         out[f"verifier/{key}/mean"], out[f"verifier/{key}/std"] = nan_stats(scores)
+    return out | task_metrics(rounds)
+
+
+def task_metrics(rounds: Sequence[ScoredRound]) -> dict[str, float]:
+    """Per-task ``task/<name>/accuracy|reward|frac`` for rows whose sample names its task (``meta["task"]``, set by
+    the ``mix`` task), over every completion of the step; empty when no row names one. ``frac`` is the task's share
+    of the step's completions (the mix weights, up to sampling noise)."""
+    names, accuracy, rewards = [], [], []
+    for r in rounds:
+        group = len(r.rollouts) // max(len(r.samples), 1)
+        names += [r.samples[i // group].meta.get("task") for i in range(len(r.rollouts))]  # [N] row -> task
+        accuracy.append(r.accuracy)
+        rewards.append(r.rewards)
+    if not any(isinstance(n, str) for n in names):
+        return {}
+    accuracy_all, rewards_all = torch.cat(accuracy), torch.cat(rewards)  # [sum N]
+    out: dict[str, float] = {}
+    for name in sorted({n for n in names if isinstance(n, str)}):
+        rows = torch.tensor([n == name for n in names])  # [sum N] bool
+        out[f"task/{name}/accuracy"], _ = nan_stats(accuracy_all[rows])
+        out[f"task/{name}/reward"], _ = nan_stats(rewards_all[rows])
+        out[f"task/{name}/frac"] = rows.float().mean().item()
     return out
 
 

@@ -7,8 +7,9 @@
 
 Each step, top to bottom:
 1. rollout: take the next B prompts of the task's train split (a shuffled stream whose position is part of the
-   checkpoint) and sample G completions each with the rollout engine (HF ``generate``; the seed of every
-   rollout call is derived from (seed, step, round, rank), so a resumed run samples exactly the same);
+   checkpoint), give each its thinking budget (``grpo.train_budget``, see "Thinking budget") and sample G
+   completions each with the rollout engine (HF ``generate``; the seed of every rollout call is derived from
+   (seed, step, round, rank), so a resumed run samples exactly the same);
 2. reward: score every completion with the sample's verifiers in the reward runtime's process pool
    (``rlvr.rewards``: hard timeouts, a broken verifier is an error, never a silent 0); accuracy = the primary
    verifier's score (see ``rlvr.grpo.scoring``); DAPO's soft overlong penalty is added to the reward if enabled;
@@ -23,8 +24,25 @@ Each step, top to bottom:
 7. sync: push new weights to the rollout engine (a no-op for HF, which samples from the training model);
 8. log one metrics.jsonl row (phase timings ``time/<phase>``, reward/accuracy/verifier stats, lengths, clip
    fractions, KL, entropy, grad norm, LR, tokens/s) and the first completions to samples.jsonl;
-9. eval: greedy held-out accuracy per difficulty split every ``grpo.eval_every`` steps (``eval/<split>/accuracy``);
+9. eval: greedy held-out accuracy per difficulty split every ``grpo.eval_every`` steps (``eval/<split>/accuracy``),
+   and the accuracy-vs-thinking-budget sweep every ``grpo.budget_eval_every`` steps (``budget_eval/*``, files in
+   ``eval/``, plots in ``plots/``); both also at the start (step 0) and the end;
 10. checkpoint every ``grpo.save_every`` steps (``rlvr.grpo.checkpoint``); a restart resumes from the newest.
+
+Thinking budget (``rlvr.grpo.budgets``). ``grpo.train_budget.mode``: ``none`` samples freely up to
+``grpo.max_new_tokens``; ``fixed`` budget-forces every rollout at B thinking tokens (s1: ``</think>`` is forced at B
+and the answer gets ``answer_tokens``); ``sample`` draws B per prompt from ``choices``, seeded by (seed, step,
+stream position), so a resume draws the same budgets. With ``state_in_prompt`` the prompt says its budget
+("Think for 16 tokens." on a new line after the user message, ``prompt_template``) and the policy can learn to
+condition on it (budget-conditioned RL, L1 2503.04697); the G completions of a prompt share its budget, and the
+engine is called once per distinct budget with the prompt-major order restored. Forced tokens are context, not
+trained on (``RolloutBatch.completion_mask``). Rows log ``budget/thinking_mean`` (mean B) and ``budget/forced_frac``
+(rollouts cut at B); samples.jsonl rows carry ``budget``, ``thinking_tokens`` and ``budget_forced``. The sweep
+(``grpo.budget_eval_every``, the ``budget_eval`` section = ``rlvr eval``'s settings) runs ``rlvr.evaluate`` on the
+policy as checkpoint "step N" with its cumulative train tokens (the starting model's SFT tokens included) into
+``eval/budget_sweep_step<N>.json``, redraws ``plots/`` (what ``rlvr plot <run>`` reproduces) and logs the charts to
+wandb; when training states budgets, the sweep states each swept budget the same way. The greedy held-out eval
+(``grpo.eval_every``) keeps plain prompts: no statement, no cap.
 
 Where it departs from the papers:
 - Rewards and accuracy are logged over *every* completion sampled in the step (all dynamic-sampling rounds),
@@ -60,13 +78,14 @@ writing into the same folder; the trainer compares ``WORLD_SIZE`` with accelerat
   by sum / world, so DDP's gradient average is the gradient of one token-mean (DAPO) over the whole batch.
 - Weights: DDP keeps the replicas identical; at every checkpoint and at the end the ranks compare a fingerprint
   of their weights and stop with an error if they differ (the final one goes into ``final/rlvr_grpo_done.json``).
-- Metrics: rank 0 writes metrics.jsonl, samples.jsonl, checkpoints and eval; the others wait at their next
-  collective, so eval must finish within torch's process-group timeout (30 min for gloo, 10 for NCCL).
+- Metrics: rank 0 writes metrics.jsonl, samples.jsonl, checkpoints and eval (the greedy eval and the budget
+  sweep); the others wait at their next collective, so eval must finish within torch's process-group timeout
+  (30 min for gloo, 10 for NCCL). Training budgets are drawn by stream position, so ranks draw independently.
   Whole-batch values (every rank's completions): ``reward/mean|std|none_rate``, ``accuracy``, ``groups/*``,
   ``filter/kept_frac``, ``completion/*``, ``perf/*tokens_per_s``, ``batch/groups`` and the update statistics
   (``loss``, ``loss/pg``, ``kl/ref``, ``tokens``; token-weighted ``entropy``, ``ratio/mean``, ``clip/*``, ...;
-  maxima). ``verifier/*`` and ``time/*`` are rank 0's; ``grad_norm``, ``lr`` and ``data/position`` are the same
-  on every rank. samples.jsonl holds every rank's first completions, each with a ``rank`` field.
+  maxima) and ``budget/*``. ``verifier/*`` and ``time/*`` are rank 0's; ``grad_norm``, ``lr`` and ``data/position``
+  are the same on every rank. samples.jsonl holds every rank's first completions, each with a ``rank`` field.
 - Checkpoints hold every rank's RNG states; a resumed rank restores its own (checkpoint.py).
 Not covered: FSDP (sharded parameters need sharded checkpoint saving) and multi-process vLLM rollouts.
 """
@@ -95,6 +114,7 @@ PHASES = ("rollout", "reward", "logprob", "update", "sync", "eval")
 # ------------------------------------------------------------------------------------------------ validation
 def validate(cfg: DictConfig) -> list[Problem]:
     from rlvr.grpo.algo import validate_algo
+    from rlvr.grpo.budgets import validate_budgets
 
     g = cfg.grpo
     problems = positive(cfg, "grpo.max_steps", "grpo.prompts_per_step", "grpo.learning_rate", "grpo.micro_batch_size",
@@ -139,7 +159,7 @@ def validate(cfg: DictConfig) -> list[Problem]:
     elif cfg.rollout == "vllm" and importlib.util.find_spec("vllm") is None:
         problems.append(Problem("rollout", "rollout=vllm needs the vllm package, which is not installed",
                                 "pip install 'rlvr[vllm]' on a GPU machine or 'rlvr[cpu]' on CPU, or use rollout=hf"))
-    return problems
+    return problems + validate_budgets(cfg)
 
 
 def choose_engine(rollout: str) -> tuple[str, str]:
@@ -233,6 +253,7 @@ def run(cfg: DictConfig) -> int:
 
     from rlvr.grpo.advantages import compute_advantages, zero_variance_fraction
     from rlvr.grpo.algo import AlgoConfig
+    from rlvr.grpo.budgets import BudgetSweeper, TrainBudgets
     from rlvr.grpo.distributed import replica_fingerprints, whole_batch_metrics
     from rlvr.grpo.checkpoint import (TrainerState, checkpoint_dir, load_trainer_state, load_weights,
                                       newest_checkpoint, rng_state, save_checkpoint, truncate_jsonl)
@@ -240,6 +261,7 @@ def run(cfg: DictConfig) -> int:
     from rlvr.grpo.logprobs import masked_mean, token_logprobs_and_entropy
     from rlvr.grpo.loss import policy_loss
     from rlvr.grpo.scoring import completion_metrics, reward_metrics, sample_rows, score_round
+    from rlvr.grpo.monitors import RewardHackingMonitors
     from rlvr.grpo.update import UpdateStats, clip_gradients, frozen_logprobs, micro_batches, num_loss_items
     from rlvr.models import load_model, load_model_and_tokenizer
     from rlvr.rewards import RewardRuntime, RewardsConfig
@@ -248,6 +270,7 @@ def run(cfg: DictConfig) -> int:
     from rlvr.rollout.types import RolloutBatch
     from rlvr.heldout import default_eval_splits
     from rlvr.tasks import build_task
+    from rlvr.provenance import dataset_fingerprint, task_datasets, task_source, write_stage_card
     from rlvr.tracking import Tracker
 
     started = time.time()
@@ -330,10 +353,20 @@ def run(cfg: DictConfig) -> int:
     eval_splits = list(g.eval_splits) or default_eval_splits(task)
     B, G = g.prompts_per_step, g.group_size
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else engine.pad_id
+    train_budget = TrainBudgets(g.train_budget, seed=cfg.seed)  # the rollouts' thinking budgets (module docstring)
+    sweeper = None  # the accuracy-vs-budget sweep, rank 0 only
+    if g.budget_eval_every and main_proc:
+        sweeper = BudgetSweeper(cfg, task, tokenizer, out, tracker, console, resumed_step=state.step)
 
+    # reward-hacking monitors (rlvr.grpo.monitors): rank 0 watches its own completions and the held-out evals
+    monitors = RewardHackingMonitors(cfg, out, console=console) if main_proc else None
     if state.step == 0 and g.eval_every and main_proc:  # the starting point, for before/after comparisons
         before = run_eval(policy, tokenizer, task, cfg, eval_splits, out, 0, console)
         tracker.summary({k.replace("eval/", "eval_start/"): v for k, v in before.items()})
+        monitors.observe_heldout(0, before)
+    if state.step == 0 and sweeper is not None:
+        before = sweeper(policy, 0)
+        tracker.summary({k.replace("budget_eval/", "budget_eval_start/"): v for k, v in before.items()})
 
     progress = Progress(TextColumn("[bold]grpo"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                         TextColumn("{task.description}"), console=console, disable=not main_proc)
@@ -348,11 +381,15 @@ def run(cfg: DictConfig) -> int:
                 # 1-3. rollout -> reward -> dynamic sampling, refilling with fresh prompts up to the round cap
                 rounds, kept_groups = [], []  # kept_groups: (round index, group index) of informative groups
                 filter_keep = []  # [rounds] x [B] bool
+                round_budgets = []  # [rounds] x [B] thinking budget per prompt (None = no cap)
                 for round_ in range(algo.max_sampling_rounds if algo.dynamic_sampling else 1):
+                    first = stream.position + rank * B  # stream position of this rank's first prompt
                     samples = stream.take(B * world)[rank * B:(rank + 1) * B]  # every rank advances the stream
+                    samples, prompt_budgets = train_budget.assign(samples, step, first)  # stated if asked
+                    round_budgets.append(prompt_budgets)
                     params = replace(sampling, seed=rollout_seed(cfg.seed, step, round_, rank))
                     with timer("rollout"):
-                        rollouts = engine.generate(samples, n=G, params=params)  # [B*G] prompt-major
+                        rollouts = train_budget.generate(engine, samples, prompt_budgets, G, params)  # [B*G]
                     with timer("reward"):
                         scored = score_round(runtime, samples, rollouts, G, algo, g.max_new_tokens)
                     rounds.append(scored)
@@ -455,6 +492,9 @@ def run(cfg: DictConfig) -> int:
                     row |= whole_batch_metrics(accelerator, rounds, filter_keep, G, step_seconds,
                                                timer.seconds["rollout"])
                 logged_samples = sample_rows(step, rounds[0], g.num_samples_to_log)
+                if train_budget.active:  # budget/* over every prompt of the step (a collective under DDP)
+                    row |= train_budget.metrics([b for bs in round_budgets for b in bs], all_rollouts, accelerator)
+                    train_budget.annotate(logged_samples, rounds[0].rollouts, round_budgets[0], G)
                 if world > 1:  # every rank's first completions (a collective)
                     logged_samples = [r | {"rank": k} for k, rows_k in enumerate(gather_object([logged_samples]))
                                       for r in rows_k]
@@ -463,6 +503,14 @@ def run(cfg: DictConfig) -> int:
                 if g.eval_every and (step % g.eval_every == 0 or step == g.max_steps) and main_proc:
                     with timer("eval"):
                         row |= run_eval(policy, tokenizer, task, cfg, eval_splits, out, step, console)
+                if sweeper is not None:
+                    sweeper.trained(row.get("tokens"))
+                    if sweeper.due(step):
+                        with timer("eval"):
+                            row |= sweeper(policy, step)
+                if main_proc:
+                    row |= monitors.update_scored(
+                        step, rounds, heldout={k: v for k, v in row.items() if k.startswith("eval/")})
                 row |= {f"time/{p}": s for p, s in timer.seconds.items()}
                 row["time/step"] = time.perf_counter() - step_start
                 if main_proc:
@@ -485,6 +533,8 @@ def run(cfg: DictConfig) -> int:
                     accelerator.wait_for_everyone()  # no rank runs ahead of (or exits before) a half-written save
     finally:
         runtime.close()
+        if sweeper is not None:
+            sweeper.close()
         if hasattr(engine, "close"):
             engine.close()  # frees vLLM's engine and its process group, so a later engine can start here
         if samples_file is not None:
@@ -500,6 +550,14 @@ def run(cfg: DictConfig) -> int:
         if fingerprints is not None:  # every rank's, all equal (checked)
             summary |= {"processes": world, "weights/fingerprint_per_rank": fingerprints}
         tracker.summary(summary)
+        last_eval = out / "eval" / f"grpo_step{g.max_steps}.json"
+        write_stage_card(
+            cfg, "grpo", out, tracker=tracker, final_dir=final_dir, console=console,
+            wall_seconds=summary["grpo/wall_seconds"], verifiers=task.verifier_specs(), monitors=monitors.summary(),
+            datasets=[dataset_fingerprint(stream.samples, source=task_source(task, g.train_split),
+                                          split=g.train_split, role="train")]
+            + task_datasets(task, dict.fromkeys(eval_splits, g.eval_num_problems), role="eval"),
+            eval_table=json.loads(last_eval.read_text())["rows"] if last_eval.exists() else None)
         tracker.close()
         done_marker.write_text(json.dumps(summary, indent=2))  # written last: a crash before it redoes the save
         console.print(f"done in {summary['grpo/wall_seconds']:.0f}s; model: {final_dir}  "

@@ -1,4 +1,18 @@
-"""``HFEngine``: rollouts with transformers ``generate`` (KV cache, batched, left padding).
+"""``HFEngine``: rollouts from a transformers causal LM (KV cache, batched, left padding).
+
+Two decoders sample the same distribution with the same contract (fields, finish reasons, logprob convention):
+
+- ``decoder="loop"`` (``rlvr.rollout.decode``): our own decode loop: one prefill per distinct prompt (the G
+  completions share it), one single-token forward per step against the KV cache, sampling and the sampled
+  token's logprob in one pass over the logits, finished rows dropped from the batch. The fast path.
+- ``decoder="generate"``: transformers ``generate`` with a logits processor that records the logprobs (below).
+- ``decoder="auto"`` (default): the loop for decoder-only models whose forward takes ``past_key_values`` and whose
+  cache can select rows (``rlvr.rollout.decode.loop_support``; a cache that cannot is detected at the first
+  call), ``generate`` otherwise. ``HFEngine.decoder_used`` says which one ran.
+
+Greedy output is the same token for token (up to float ties: the loop's matmuls see a different batch once rows
+are dropped); sampled outputs differ between the decoders for the same seed (different random streams), each
+deterministic by seed.
 
 Which distribution the logprobs refer to
 ----------------------------------------
@@ -10,7 +24,7 @@ sampler and trainer logprobs are comparable token for token (with ``top_p=1`` it
 distribution). This matches verl's convention (logits divided by temperature in the trainer) and vLLM's
 ``logprobs_mode="processed_logprobs"`` without top-p.
 
-How: a single logits processor (the only one: temperature and top-p are applied here, not by transformers,
+How (``generate``): a single logits processor (the only one: temperature and top-p are applied here, not by transformers,
 so no model-specific generation defaults such as a hub ``top_k=20`` or repetition penalty leak in) keeps the
 previous step's log-softmax [rows, V] and gathers the sampled token's value at the next step. Memory is
 O(rows x V), instead of the O(rows x T x V) that ``output_logits=True`` would hold.
@@ -21,14 +35,15 @@ generation config's ``eos_token_id`` and the tokenizer's eos) or at the token th
 policy is trained to emit it. Otherwise the completion has exactly ``max_new_tokens`` tokens and
 ``finish_reason="length"``. A pad token the model samples before that is an ordinary token.
 
-Determinism: with ``params.seed`` set, the global torch RNG is forked and seeded for the call (the caller's
-RNG state is left untouched), so the same samples, n, params, ``batch_size`` and model give the same rollouts.
-Different batching changes which random numbers each row draws.
+Determinism: with ``params.seed`` set, the loop draws from a ``torch.Generator`` seeded with it and ``generate``
+from the global torch RNG, forked and seeded for the call; either way the caller's RNG state is left untouched,
+and the same samples, n, params, ``batch_size``, decoder and model give the same rollouts. Different batching
+changes which random numbers each row draws. ``seed=None`` draws from (and advances) the global RNG.
 
 Thinking budgets: with ``params.budget`` set, ``rlvr.rollout.budget.generate_with_budget`` runs the phases (think
 up to B, force ``</think>`` + answer cue, answer up to A; "Wait" under min_thinking) and this engine only samples:
-``_continue`` resumes each row from prompt + completion so far (a fresh prefill per phase: transformers has no
-prefix cache), ``batch_size`` rows per ``generate`` call, each row with its own token limit. Logprobs keep the
+``_continue`` resumes each row from prompt + completion so far (a fresh prefill per phase: no prefix cache is
+kept between calls), ``batch_size`` rows per call, each row with its own token limit. Logprobs keep the
 convention above; forced tokens get 0.0 and ``Rollout.forced_mask``. ``budget=None`` is the plain path, unchanged.
 
 Thinking tokens: with ``<think>``/``</think>`` as single tokens (the tiny model), the count is the number of
@@ -40,6 +55,7 @@ re-tokenized, which can differ from the sampled tokenization by a token or two.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from functools import partial
 from typing import Any, Sequence
 
@@ -47,8 +63,11 @@ import torch
 
 from rlvr.rollout.base import RolloutEngine, SamplingParams
 from rlvr.rollout.budget import Segment, generate_with_budget
+from rlvr.rollout.decode import UnsupportedCache, decode, loop_support, top_p_filter
 from rlvr.rollout.types import Rollout
 from rlvr.tasks.base import Message, Sample
+
+DECODERS = ("auto", "loop", "generate")
 
 
 def render_prompt(tokenizer: Any, messages: Sequence[Message]) -> list[int]:
@@ -57,14 +76,7 @@ def render_prompt(tokenizer: Any, messages: Sequence[Message]) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def _top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Set to -inf every token outside the smallest set whose probability reaches ``top_p`` (ties kept by sort)."""
-    sorted_logits, order = logits.sort(dim=-1, descending=True)  # [R, V]
-    probs = sorted_logits.softmax(dim=-1)
-    mass_before = probs.cumsum(dim=-1) - probs  # [R, V] probability of the tokens ranked above this one
-    remove_sorted = mass_before >= top_p  # the top token always has mass_before 0 < top_p, so one survives
-    remove = torch.zeros_like(remove_sorted).scatter(-1, order, remove_sorted)
-    return logits.masked_fill(remove, float("-inf"))
+_top_p_filter = top_p_filter  # both decoders truncate the same way
 
 
 class _SamplerLogprobs:
@@ -133,14 +145,25 @@ class _StopAtLength:
 class HFEngine(RolloutEngine):
     """Rollouts from a transformers causal LM. See the module docstring for the logprob and stop semantics.
 
-    ``batch_size`` bounds the rows (prompts x n) per ``generate`` call; all n completions of a prompt share a
-    call. The model is put in eval mode during generation and restored afterwards (the trainer shares it).
+    ``batch_size`` bounds the rows (prompts x n) per decoder call; all n completions of a prompt share a call.
+    ``decoder``: "auto" (the loop where the model supports it, else ``generate``), "loop" (an unsupported model is
+    an error) or "generate"; ``loop_step``: how the loop runs a decode step ("auto": the fused Llama-family step
+    where ``rlvr.rollout.decode.fused_support`` allows, else the model's forward; "fused"; "model"). The model is put in eval mode during generation and restored afterwards (the
+    trainer shares it).
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 64, think_open: str = "<think>",
-                 think_close: str = "</think>"):
+                 think_close: str = "</think>", decoder: str = "auto", loop_step: str = "auto"):
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder={decoder!r} must be one of {', '.join(DECODERS)}")
         self.model = model
         self.batch_size = batch_size
+        self.decoder = decoder
+        self.loop_step = loop_step  # rlvr.rollout.decode.decode's `step`: auto | fused | model (for measurements)
+        why_not = loop_support(model)
+        if decoder == "loop" and why_not is not None:
+            raise ValueError(f"decoder='loop' cannot drive {type(model).__name__}: {why_not}; use decoder='generate'")
+        self.decoder_used = "generate" if decoder == "generate" or why_not is not None else "loop"
         self._init_tokens(tokenizer, model.generation_config, think_open, think_close)
 
     # ------------------------------------------------------------------------------------------ generate
@@ -155,27 +178,30 @@ class HFEngine(RolloutEngine):
         was_training = self.model.training
         self.model.eval()
         rng_devices = [device.index or 0] if device.type == "cuda" else []
+        seeded = params.seed is not None
+        # the loop's own generator; generate draws from the global RNG, forked so the caller's stream is untouched
+        generator = torch.Generator(device=device).manual_seed(params.seed) if seeded else None
         try:
-            with torch.random.fork_rng(devices=rng_devices):
-                if params.seed is not None:
+            with torch.random.fork_rng(devices=rng_devices) if seeded else nullcontext():
+                if seeded:
                     torch.manual_seed(params.seed)
                 if params.budget is not None:  # phases driven by rlvr.rollout.budget, sampled by _continue
-                    continue_fn = partial(self._continue, params=params)
+                    continue_fn = partial(self._continue, params=params, generator=generator)
                     return generate_with_budget(self, continue_fn, samples, prompts, n, params)
                 for start in range(0, len(samples), per_call):
                     chunk = range(start, min(start + per_call, len(samples)))
                     rollouts += self._generate_chunk([samples[i] for i in chunk], [prompts[i] for i in chunk], n,
-                                                     params)
+                                                     params, generator)
         finally:
             self.model.train(was_training)
         return rollouts
 
-    def _generate_chunk(self, samples: list[Sample], prompts: list[list[int]], n: int,
-                        params: SamplingParams) -> list[Rollout]:
+    def _generate_chunk(self, samples: list[Sample], prompts: list[list[int]], n: int, params: SamplingParams,
+                        generator: torch.Generator | None = None) -> list[Rollout]:
         # row i*n + j is completion j of prompt i (prompt-major)
         prefixes = [ids for ids in prompts for _ in range(n)]
         segments = self._sample(prefixes, [params.max_new_tokens] * len(prefixes), self.eos_ids, params.stop,
-                                params)
+                                params, generator)
         result = []
         for row, seg in enumerate(segments):
             text = self.tokenizer.decode(seg.ids, skip_special_tokens=True)
@@ -192,25 +218,44 @@ class HFEngine(RolloutEngine):
         return result
 
     def _continue(self, prefixes: Sequence[Sequence[int]], max_new: Sequence[int], stop_ids: Sequence[int],
-                  stop_strings: Sequence[str], seeds: Sequence[int | None], *, params: SamplingParams) -> list[Segment]:
+                  stop_strings: Sequence[str], seeds: Sequence[int | None], *, params: SamplingParams,
+                  generator: torch.Generator | None = None) -> list[Segment]:
         """The budget driver's primitive (``rlvr.rollout.budget.ContinueFn``), ``batch_size`` rows per call.
 
-        ``seeds`` is not used: rows draw from the torch stream ``generate`` seeded from ``params.seed``, which is
-        deterministic for the same inputs and batching (per-row seeds would need one generate call per row).
+        ``seeds`` is not used: rows draw from the stream seeded once from ``params.seed`` (the loop's
+        ``generator``, or the global RNG ``generate`` uses), which is deterministic for the same inputs and
+        batching (per-row seeds would need one call per row).
         """
         segments: list[Segment] = []
         for start in range(0, len(prefixes), self.batch_size):
             end = start + self.batch_size
-            segments += self._sample(prefixes[start:end], max_new[start:end], stop_ids, stop_strings, params)
+            segments += self._sample(prefixes[start:end], max_new[start:end], stop_ids, stop_strings, params,
+                                     generator)
         return segments
 
     def _sample(self, prefixes: Sequence[Sequence[int]], max_new: Sequence[int], stop_ids: Sequence[int],
-                stop_strings: Sequence[str], params: SamplingParams) -> list[Segment]:
-        """One ``generate`` call: row i continues ``prefixes[i]`` by up to ``max_new[i]`` tokens.
+                stop_strings: Sequence[str], params: SamplingParams,
+                generator: torch.Generator | None = None) -> list[Segment]:
+        """One decoder call: row i continues ``prefixes[i]`` by up to ``max_new[i]`` tokens.
 
         Each row is cut after its first ``stop_ids`` token or the token completing a stop string (``stopped``), or
         at ``max_new[i]`` tokens.
         """
+        if self.decoder_used == "loop":
+            try:
+                return decode(self.model, prefixes, max_new, pad_id=self.pad_id, stop_ids=stop_ids,
+                              stop_strings=stop_strings, tokenizer=self.tokenizer, temperature=params.temperature,
+                              top_p=params.top_p, generator=generator, step=self.loop_step)
+            except UnsupportedCache as err:  # raised before any token is sampled: nothing to undo
+                if self.decoder == "loop":
+                    raise ValueError(f"decoder='loop' cannot drive {type(self.model).__name__}: {err}; "
+                                     "use decoder='generate'") from err
+                self.decoder_used = "generate"
+        return self._sample_generate(prefixes, max_new, stop_ids, stop_strings, params)
+
+    def _sample_generate(self, prefixes: Sequence[Sequence[int]], max_new: Sequence[int], stop_ids: Sequence[int],
+                         stop_strings: Sequence[str], params: SamplingParams) -> list[Segment]:
+        """``_sample`` with one transformers ``generate`` call."""
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         p = max(len(ids) for ids in prefixes)

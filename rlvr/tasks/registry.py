@@ -15,6 +15,7 @@ from rlvr.tasks.datasets_tasks import (
     Math500Task,
     MBPPTask,
 )
+from rlvr.tasks.mix import MixTask
 
 TASKS: dict[str, type[Task]] = {}
 
@@ -31,7 +32,7 @@ def register_task(cls: type[Task]) -> type[Task]:
     return cls
 
 
-for _cls in (ArithTask, GSM8KTask, Math500Task, AIME24Task, AMC23Task, HumanEvalTask, MBPPTask, GenericTask):
+for _cls in (ArithTask, GSM8KTask, Math500Task, AIME24Task, AMC23Task, HumanEvalTask, MBPPTask, GenericTask, MixTask):
     register_task(_cls)
 
 

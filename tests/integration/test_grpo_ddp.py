@@ -48,7 +48,12 @@ ARGS = ["model=tiny", "task=arith", "logger=none", "rollout=hf", "algo=dapo", "a
         f"grpo.prompts_per_step={B}", f"grpo.group_size={G}", "grpo.max_new_tokens=12", "grpo.max_train_prompts=64",
         "grpo.micro_batch_size=3", "grpo.threads=1", "grpo.eval_num_problems=1", "grpo.eval_splits=[test_ops1]",
         "grpo.eval_max_new_tokens=4", "grpo.num_samples_to_log=4", "rewards.num_workers=0",
-        "grpo.save_every=1", "grpo.learning_rate=3e-3", "grpo.keep_checkpoints=5"]
+        "grpo.save_every=1", "grpo.learning_rate=3e-3", "grpo.keep_checkpoints=5",
+        # budget-conditioned rollouts (budget/* is a collective) and a tiny budget sweep (rank 0 only)
+        "grpo.train_budget.mode=sample", "grpo.train_budget.choices=[2,4,null]", "grpo.train_budget.answer_tokens=4",
+        "budget_eval.budgets=[0,4]", "budget_eval.splits=[test_ops1]", "budget_eval.num_problems=1", "budget_eval.n=2",
+        "budget_eval.k_list=[1]", "budget_eval.max_new_tokens=8", "budget_eval.answer_tokens=4",
+        "budget_eval.verifier_workers=0"]
 
 
 def free_port() -> int:
@@ -83,7 +88,7 @@ def launch(run_dir: Path, *overrides: str) -> str:
 def test_two_process_grpo_shares_the_update_logs_once_and_resumes(tmp_path, tiny_model_dir):
     (tmp_path / "ddp_rank_verifier.py").write_text(VERIFIER)
     run = tmp_path / "run"
-    first = launch(run, "grpo.max_steps=2", "grpo.eval_every=2")
+    first = launch(run, "grpo.max_steps=2", "grpo.eval_every=2", "grpo.budget_eval_every=2")
     rows = read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2], "one row per step, written by rank 0 only"
     for r in rows:
@@ -95,12 +100,16 @@ def test_two_process_grpo_shares_the_update_logs_once_and_resumes(tmp_path, tiny
         assert r["reward/mean"] == pytest.approx(r["accuracy"])
         assert r["data/position"] == r["step"] * 2 * B * 2  # steps x rounds x B x world prompts
     assert "eval/test_ops1/accuracy" in rows[1] and "eval @ step 0" in first
+    assert all(0 <= r["budget/forced_frac"] <= 1 and r["budget/thinking_mean"] <= 4 for r in rows)
+    assert "budget_eval/test_ops1/B4/pass@1" in rows[1] and first.count("budget sweep @ step") == 2
+    assert all((run / "eval" / f"budget_sweep_step{s}.json").exists() for s in (0, 2))
 
     samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     for step in (1, 2):
         by_rank = {k: {s["prompt"] for s in samples if s["step"] == step and s["rank"] == k} for k in (0, 1)}
         assert by_rank[0] and by_rank[1] and not by_rank[0] & by_rank[1], f"step {step}: ranks share prompts"
         assert all(s["accuracy"] == 0 for s in samples if s["step"] == step and s["rank"] == 1)
+        assert all(s["budget"] is None or s["prompt"].endswith(f"Think for {s['budget']} tokens.") for s in samples)
 
     # Rank 1's own gradient is zero every step, yet its weights equal rank 0's, which moved: the all-reduce worked.
     done = json.loads((run / "final" / "rlvr_grpo_done.json").read_text())
@@ -111,7 +120,7 @@ def test_two_process_grpo_shares_the_update_logs_once_and_resumes(tmp_path, tiny
     state = torch.load(run / "checkpoints" / "step_2" / "trainer_state.pt", weights_only=False)
     assert len(state["rng_per_rank"]) == 2 and state["data_position"] == rows[1]["data/position"]
 
-    resumed = launch(run, "grpo.max_steps=3", "grpo.eval_every=0")
+    resumed = launch(run, "grpo.max_steps=3", "grpo.eval_every=0", "grpo.budget_eval_every=0")
     assert f"resuming from {run / 'checkpoints' / 'step_2'}" in resumed
     rows = read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3]

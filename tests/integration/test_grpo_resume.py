@@ -24,8 +24,9 @@ pytestmark = pytest.mark.slow
 N = 2
 ARGS = ["model=tiny", "task=arith", "logger=none", "algo=grpo", "algo.overlong=penalty", "algo.overlong_buffer=16",
         "grpo.prompts_per_step=2", "grpo.group_size=4", "grpo.max_new_tokens=16", "grpo.max_train_prompts=64",
-        "grpo.micro_batch_size=4", "grpo.threads=1", "grpo.eval_every=0", "rewards.num_workers=1",
-        f"grpo.max_steps={N + 2}", f"grpo.save_every={N}", "grpo.learning_rate=3e-3", "grpo.keep_checkpoints=5"]
+        "grpo.micro_batch_size=4", "grpo.threads=1", "grpo.eval_every=0", "grpo.budget_eval_every=0",
+        "rewards.num_workers=1", f"grpo.max_steps={N + 2}", f"grpo.save_every={N}", "grpo.learning_rate=3e-3",
+        "grpo.keep_checkpoints=5"]
 COMPARED = ("reward/mean", "accuracy", "loss", "grad_norm", "entropy", "kl/ref", "completion/length_mean",
             "lr", "data/position")
 

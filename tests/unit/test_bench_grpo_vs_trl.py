@@ -1,0 +1,135 @@
+"""Pure helpers of scripts/bench_grpo_vs_trl.py: statistics, tables, and the two sides' matching settings.
+
+No model is loaded and TRL is not imported (its import alone takes seconds); the benchmark itself is run by hand.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_grpo_vs_trl.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_grpo_vs_trl", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def run(system, round_, times, error=None, phases=None):
+    row = {"system": system, "round": round_, "step_times": times}
+    if error:
+        row["error"] = error
+    if phases:
+        row["phases"] = phases
+    return row
+
+
+def test_measured_drops_warmup_but_never_everything(bench):
+    assert bench.measured([9.0, 2.0, 3.0], 1) == [2.0, 3.0]
+    assert bench.measured([9.0, 2.0, 3.0], 2) == [3.0]
+    assert bench.measured([9.0], 1) == [9.0]  # a run shorter than the warm-up keeps what it has
+
+
+def test_summarize_speed_medians_ratio_and_paired_rounds(bench):
+    runs = [
+        run("ours", 0, [10.0, 2.0, 2.0, 4.0], phases={"rollout": [5.0, 1.0, 1.0, 1.0]}),
+        run("trl", 0, [10.0, 4.0, 4.0, 4.0]),
+        run("trl", 1, [9.0, 8.0, 6.0, 6.0]),
+        run("ours", 1, [9.0, 3.0, 3.0, 3.0], phases={"rollout": [5.0, 2.0, 2.0, 2.0]}),
+        run("trl", 2, [], error="exit code 1"),
+    ]
+    sm = bench.summarize_speed(runs, warmup=1)
+    assert sm["ours"]["run_medians"] == [2.0, 3.0]
+    assert sm["ours"]["median"] == 2.5 and sm["trl"]["median"] == 5.0
+    assert sm["ratio"] == pytest.approx(0.5)
+    assert sm["paired_ratios"] == [pytest.approx(0.5), pytest.approx(0.5)]
+    assert sm["meets_target"] is True
+    assert (sm["trl"]["runs_ok"], sm["trl"]["runs_failed"]) == (2, 1)
+    assert sm["ours"]["measured_steps"] == 6 and sm["ours"]["pooled_median"] == 3.0
+    assert sm["ours"]["phase_medians"]["rollout"] == pytest.approx(1.5)  # warm-up step dropped here too
+
+
+def test_summarize_speed_when_one_side_failed(bench):
+    sm = bench.summarize_speed([run("ours", 0, [3.0, 1.0]), run("trl", 0, [], error="vLLM: boom")], warmup=1)
+    assert math.isnan(sm["ratio"]) and sm["meets_target"] is None and sm["paired_ratios"] == []
+    assert bench.fmt(sm["ratio"]) == "—"
+
+
+def test_speed_markdown_shows_ratio_failures_and_trl_engine_facts(bench):
+    runs = [run("ours", 0, [5.0, 1.0]), run("trl", 0, [5.0, 4.0]), run("ours", 1, [5.0, 1.0]),
+            run("trl", 1, [], error="RuntimeError: no vLLM")]
+    runs[1].update(prompt_ids_match=True, vllm_patch="auto", vllm_engine={"dtype": "torch.float32"},
+                   sampler_logprob_max_abs_diff=4.8e-7, completion_length=[60.0, 62.0])
+    result = {"settings": {"model": "m", "prompts": 8, "group": 8, "max_new_tokens": 64, "threads": 2, "rounds": 2,
+                           "steps": 2, "warmup": 1},
+              "engines": {"vllm": {"runs": runs, "summary": bench.summarize_speed(runs, 1)}}}
+    md = bench.speed_markdown(result)
+    assert "| vllm | 1.000 | 4.000 | 0.25 | 0.25 | yes |" in md
+    assert "trl round 1: **failed**: RuntimeError: no vLLM" in md
+    assert "torch.float32" in md and "0.0000005" in md and "61.0" in md
+
+
+def test_accuracy_markdown_table(bench):
+    rows = lambda a: [{"split": "test_ops1", "accuracy": a}, {"split": "test_ops2", "accuracy": a / 2}]  # noqa: E731
+    result = {"settings": {"model": "m", "steps": 3, "prompts": 8, "group": 8, "lr": 3e-5, "trl_lr": 1e-4,
+                           "eval_problems": 10},
+              "engines": {"hf": {"eval": {"start": rows(0.5), "ours": rows(0.6)},
+                                 "train": {"ours": {"step_times": [1.0, 2.0, 3.0], "zero_std_frac": [0.5, 1.0],
+                                                    "reward": [0.1, 0.3]},
+                                           "trl": {"error": "exit code 1"}}}}}
+    md = bench.accuracy_markdown(result)
+    assert "| start | 50.0% | 25.0% |" in md and "| ours | 60.0% | 30.0% |" in md and "| trl | — | — |" in md
+    assert "| ours | 2.500 | 0.750 | 0.200 → 0.200 |" in md  # first step = warm-up, dropped
+    assert "**trl failed**: exit code 1" in md
+
+
+def test_ours_overrides_compose_validate_and_match_trl_defaults(bench, tmp_path):
+    from rlvr.config_loading import compose_config
+    from rlvr.grpo.algo import validate_algo
+
+    spec = bench.RunSpec(system="ours", engine="hf", model=str(tmp_path), out_dir=str(tmp_path / "out"), steps=6,
+                         prompts=4, group=8, max_new_tokens=32, lr=1e-4, threads=2, train_prompts=24)
+    cfg = compose_config("grpo", bench.ours_overrides(spec))  # unknown keys / wrong types would raise here
+    assert validate_algo(cfg.algo) == []  # (the full validate imports transformers: seconds; the smoke run checks it)
+    a, g = cfg.algo, cfg.grpo
+    # TRL 1.16 default loss_type="dapo": token-mean, symmetric 0.2 clip, group std, no KL, nothing filtered
+    assert (a.aggregation, a.clip_low, a.clip_high, a.kl_beta, a.std_scaling) == ("token", 0.2, 0.2, 0.0, "group")
+    assert (a.dynamic_sampling, a.overlong, a.tis) == (False, "none", False)
+    assert (g.prompts_per_step, g.group_size, g.max_new_tokens, g.learning_rate) == (4, 8, 32, 1e-4)
+    assert (g.micro_batch_size, g.updates_per_batch, g.eval_every, g.threads) == (32, 1, 0, 2)
+    assert cfg.rollout == "hf" and cfg.model.name_or_path == str(tmp_path)
+
+    trl = bench.trl_config_kwargs(spec)
+    assert trl["per_device_train_batch_size"] == g.prompts_per_step * g.group_size
+    assert (trl["num_generations"], trl["gradient_accumulation_steps"], trl["num_iterations"]) == (8, 1, 1)
+    assert (trl["max_completion_length"], trl["learning_rate"], trl["temperature"]) == (32, 1e-4, g.temperature)
+    assert (trl["beta"], trl["loss_type"], trl["epsilon"], trl["epsilon_high"]) == (0.0, "dapo", 0.2, 0.2)
+    assert (trl["adam_beta2"], trl["weight_decay"], trl["max_grad_norm"]) == (g.adam_beta2, 0.0, g.max_grad_norm)
+    assert trl["gradient_checkpointing"] is False and trl["bf16"] is False and trl["use_vllm"] is False
+    assert trl["shuffle_dataset"] is False and trl["lr_scheduler_type"] == "constant"
+    assert bench.trl_config_kwargs(bench.RunSpec(**{**spec.__dict__, "engine": "vllm"}))["use_vllm"] is True
+
+
+def test_parse_args_defaults_per_mode(bench):
+    speed = bench.parse_args(["--threads", "2"])
+    assert (speed.engines, speed.steps, speed.rounds, speed.warmup) == (["hf", "vllm"], 6, 3, 1)
+    acc = bench.parse_args(["--mode", "accuracy", "--threads", "1"])
+    assert (acc.engines, acc.steps, acc.eval_problems, acc.trl_lr) == (["hf"], 100, 200, None)
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--engines", "hf,sglang"])
+
+
+def test_child_env_gives_both_sides_the_same_threads(bench):
+    env = bench.child_env(1)
+    assert env["OMP_NUM_THREADS"] == "1" and env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    assert len(env["VLLM_CPU_OMP_THREADS_BIND"].split(",")) == 1
