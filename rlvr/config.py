@@ -445,23 +445,6 @@ class PipelineConfig:
 
 
 @dataclass
-class PipelineRunConfig(RunConfig):
-    pipeline: PipelineConfig = opt(factory=PipelineConfig, help="which stages run, and per-stage overrides")
-    distill: DistillConfig = opt(factory=DistillConfig, help="stage distill: rejection sampling (see `rlvr distill --help`)")
-    sft: SFTConfig = opt(factory=SFTConfig, help="stage sft: cold-start SFT (see `rlvr sft --help`)")
-    grpo: GRPOConfig = opt(factory=GRPOConfig, help="stage grpo: the GRPO loop (see `rlvr grpo --help`)")
-    algo: AlgoConfig = opt(factory=AlgoConfig, help="stage grpo: GRPO-family knobs, set together by algo=<preset>")
-    rewards: RewardsConfig = opt(factory=RewardsConfig, help="stages distill and grpo: the verifier process pool")
-    rollout: str = opt("auto", "stages distill and grpo: rollout engine hf | vllm | auto")
-    eval: EvalConfig = opt(factory=EvalConfig, help="stage eval: thinking-budget sweep of the SFT model and the GRPO "
-                                                    "checkpoints (eval.checkpoints: final | all | newest)")
-
-
-SCHEMAS["pipeline"] = PipelineRunConfig
-
-
-# ------------------------------------------------------------------------------------- contamination
-@dataclass
 class ContaminationConfig:
     n: int = opt(13, "word n-gram length (after lowercasing and stripping punctuation). 13 is the GPT-3/Llama "
                      "convention for long prompts; prompts shorter than n words (arith: ~8) can never match, so "
@@ -479,6 +462,26 @@ class ContaminationConfig:
     max_examples: int = opt(5, "example hits listed per eval set")
 
 
+@dataclass
+class PipelineRunConfig(RunConfig):
+    pipeline: PipelineConfig = opt(factory=PipelineConfig, help="which stages run, and per-stage overrides")
+    distill: DistillConfig = opt(factory=DistillConfig, help="stage distill: rejection sampling (see `rlvr distill --help`)")
+    sft: SFTConfig = opt(factory=SFTConfig, help="stage sft: cold-start SFT (see `rlvr sft --help`)")
+    grpo: GRPOConfig = opt(factory=GRPOConfig, help="stage grpo: the GRPO loop (see `rlvr grpo --help`)")
+    algo: AlgoConfig = opt(factory=AlgoConfig, help="stage grpo: GRPO-family knobs, set together by algo=<preset>")
+    rewards: RewardsConfig = opt(factory=RewardsConfig, help="stages distill and grpo: the verifier process pool")
+    rollout: str = opt("auto", "stages distill and grpo: rollout engine hf | vllm | auto")
+    eval: EvalConfig = opt(factory=EvalConfig, help="stage eval: thinking-budget sweep of the SFT model and the GRPO "
+                                                    "checkpoints (eval.checkpoints: final | all | newest)")
+    contamination: ContaminationConfig = opt(factory=ContaminationConfig, help=(
+        "checked before GRPO: n-gram overlap of GRPO's training prompts with these eval sets; the result goes into "
+        "the GRPO and pipeline run cards"))
+
+
+SCHEMAS["pipeline"] = PipelineRunConfig
+
+
+# ------------------------------------------------------------------------------------- contamination
 @dataclass
 class ContaminationRunConfig(RunConfig):
     contamination: ContaminationConfig = opt(factory=ContaminationConfig, help="n-gram overlap check")

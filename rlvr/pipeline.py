@@ -323,6 +323,13 @@ def run_eval(stage_cfg: DictConfig, run: Path, console: Any) -> int:
     finally:
         runtime.close()
     print_table(rows, console)
+    from rlvr.provenance import task_datasets, write_stage_card
+
+    parent = next((c for c in (stage_dir(run, s) / "final" / "provenance.json" for s in ("grpo", "sft"))
+                   if c.exists()), None)
+    write_stage_card(stage_cfg, "eval", run / "eval", console=console, verifiers=task.verifier_specs(),
+                     datasets=task_datasets(task, dict.fromkeys(splits, e.num_problems), role="eval"),
+                     eval_table=rows, parent=parent)
     return 0
 
 
@@ -511,6 +518,7 @@ def run(cfg: DictConfig) -> int:
         console.rule(f"[bold]stage {stage}")
         if stage_cfg is not None and stage == "grpo":
             console.print(f"grpo starts from {stage_cfg.model.name_or_path or stage_cfg.model.name}")
+            check_contamination_before_grpo(cfg, stage_cfg, run_dir, console)
         stage_started = time.time()
         runner = RUNNERS.get(stage)
         rc = runner(stage_cfg, run_dir, console) if runner is not None else run_plot(cfg, run_dir, console)
@@ -527,7 +535,43 @@ def run(cfg: DictConfig) -> int:
     console.rule("[bold]summary")
     print_summary(summary, console)
     _write_summary(run_dir, summary)
+    write_pipeline_card(cfg, run_dir, summary, console)
     return 0
+
+
+def check_contamination_before_grpo(cfg: DictConfig, grpo_cfg: DictConfig, run: Path, console: Any) -> None:
+    """n-gram overlap of GRPO's training prompts with ``cfg.contamination.eval_sets``, into
+    ``<run>/grpo/contamination.json`` (the GRPO run card picks it up from there). A report, never a blocker."""
+    from rlvr.contamination import check_task
+
+    try:
+        report = check_task(grpo_cfg.task, grpo_cfg.data_dir, cfg.contamination, stage_dir(run, "grpo"))
+    except Exception as exc:  # noqa: BLE001 - the check must not stop a training run
+        console.print(f"[yellow]contamination check failed ({type(exc).__name__}: {exc}); continuing[/yellow]")
+        return
+    for item in report.get("eval_sets", []):
+        if "error" in item:
+            console.print(f"[yellow]contamination: {item['name']}: {item['error']}[/yellow]")
+        else:
+            console.print(f"contamination: {item['name']}: {item['ngram_hits']} of {item['count']} items share a "
+                          f"{cfg.contamination.n}-gram with the training prompts, {item['exact_matches']} exact")
+
+
+def write_pipeline_card(cfg: DictConfig, run: Path, summary: dict[str, Any], console: Any) -> None:
+    """RUNCARD.md + provenance.json in the run folder: the pipeline's own record, its parent the newest stage card
+    (eval -> grpo -> sft), so ``rlvr card <run>`` tells the whole chain."""
+    from rlvr.provenance import collect, write_run_card
+
+    cards = [run / "eval" / "provenance.json", stage_dir(run, "grpo") / "final" / "provenance.json",
+             stage_dir(run, "sft") / "final" / "provenance.json"]
+    parent = next((c for c in cards if c.exists()), None)
+    contamination = _read_json(stage_dir(run, "grpo") / "contamination.json")
+    try:
+        write_run_card(run, collect(cfg, "pipeline", run, parent=parent, wall_seconds=summary.get("seconds"),
+                                    contamination=contamination))
+        console.print(f"run card: {run / 'RUNCARD.md'}  (rlvr card {run})")
+    except Exception as exc:  # noqa: BLE001 - paperwork must not fail a finished run
+        console.print(f"[yellow]could not write the pipeline run card: {type(exc).__name__}: {exc}[/yellow]")
 
 
 def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:

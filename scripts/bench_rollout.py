@@ -1,4 +1,4 @@
-"""HFEngine rollout time: ``decoder="generate"`` (transformers ``generate``) vs ``decoder="loop"`` (rlvr.rollout.decode).
+"""HFEngine rollout time: ``decoder="generate"`` (transformers ``generate``) vs ``decoder="loop"`` (our decode loop).
 
     OMP_NUM_THREADS=1 python scripts/bench_rollout.py [--models tiny,/tmp/sft1000/final] [--prompts 8] [--group 8]
         [--max-new-tokens 64] [--repeats 5] [--threads N] [--device cpu|cuda] [--dtype float32] [--out FILE.json]

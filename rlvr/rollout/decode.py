@@ -6,12 +6,17 @@ What one call does (``decode``): rows = token prefixes, each continued by up to 
    once and its KV cache rows are copied G times (``Cache.batch_select_indices``), instead of G identical
    forwards. Prefixes are left-padded; ``position_ids`` come from the attention mask (cumsum - 1, as
    ``generate`` and ``rlvr.grpo.logprobs`` compute them), and only the last position's logits are computed.
-2. Per step, one forward of the last sampled token of every unfinished row against the KV cache (the 2-D
-   attention mask grows by one column; the model builds its own 4-D mask from it).
+2. Per step, one forward of the last sampled token of every unfinished row against the KV cache. Two ways:
+   ``_FusedStep`` for the Llama family (Llama/SmolLM, Qwen2/2.5, Qwen3, Mistral without sliding window:
+   ``fused_support``) runs the model's own modules layer by layer but keeps the KV cache in buffers allocated once
+   and does grouped-query attention without expanding keys/values (``generate`` with a ``DynamicCache`` copies
+   the whole cache every step, twice: concatenation, then the GQA expansion SDPA needs under a padding mask);
+   ``_ModelStep`` for every other model calls its forward with ``past_key_values`` and a 2-D attention mask grown
+   by one column (the model builds its own 4-D mask).
 3. Sampling and the logprob in the same pass over the fp32 logits ``z`` [rows, V]: ``s = z / tau``,
    ``lse = logsumexp(s)``; greedy takes ``argmax(z)``; sampling draws from ``softmax(s)`` (after top-p
    filtering when ``top_p < 1``) by inverse CDF: one uniform per row from the call's ``torch.Generator``, a float64
-   cumulative sum and a binary search (``torch.multinomial`` costs 2-3x more at V=400 and far more at V=150k).
+   cumulative sum and a binary search (``torch.multinomial`` measured 2-3x slower at V=413 and at V=152k).
    The recorded logprob is ``s[y] - lse`` = ``log softmax(z / tau)[y]``: the full tempered distribution, top-p not
    folded in (``rlvr.rollout.hf`` explains why). Greedy records ``log softmax(z)[y]``.
 4. A row ends at its first ``stop_ids`` token or at the token that completes a stop string (``stopped``), or after
@@ -27,9 +32,15 @@ step, in row order), as in ``generate``.
 Which models: decoder-only causal LMs whose forward takes ``input_ids``, ``attention_mask``, ``position_ids``,
 ``past_key_values`` and ``use_cache`` and returns a transformers ``Cache`` with ``batch_select_indices``
 (``DynamicCache``: Llama, Qwen2/2.5/3, Mistral, Gemma, SmolLM, Phi-3 ... including sliding-window layers, whose
-masks the model builds itself). ``loop_support(model)`` says why a model is not supported (encoder-decoder, no
-``past_key_values`` argument); a cache without ``batch_select_indices`` (e.g. a recurrent or paged cache) is
-detected after the first prefill. ``HFEngine(decoder="auto")`` then falls back to ``generate``.
+masks the model builds itself); the fused step only for the family above (tested on tiny random Qwen2, Llama,
+Qwen3 and Mistral models against ``generate``), the model's forward for the rest (PEFT-wrapped models included).
+``loop_support(model)`` says why a model is not supported at all (encoder-decoder, no ``past_key_values``
+argument); a cache without ``batch_select_indices`` (e.g. a recurrent or paged cache) is detected after the first
+prefill. ``HFEngine(decoder="auto")`` then falls back to ``generate``.
+
+Numerics: the fused step computes attention as eager attention does (``q k^T * scaling``, fp32 softmax, ``@ v``),
+the model's forward uses its configured kernel (SDPA): both agree with teacher forcing
+(``rlvr.grpo.logprobs``) to ~1e-6 in fp32, and greedy decoding gives ``generate``'s tokens.
 """
 
 from __future__ import annotations
@@ -187,13 +198,16 @@ class _FusedStep:
       keys (``generate``'s SDPA path expands keys and values H/KVH times every step when a padding mask is present);
     - the padding mask is an additive bias [A, P + T], fixed after prefill (every row appends at the same column).
 
-    The arithmetic is eager attention's (``q k^T * scaling + mask``, softmax in fp32, ``@ v``), so it equals the
-    model's forward up to float rounding.
+    The arithmetic is eager attention's (``q k^T * scaling + mask``, softmax, ``@ v``), always in fp32: for a
+    bf16/fp16 model the cache buffers are fp32 (the keys and values are the projections' outputs, stored
+    exactly) and the attention output is cast back before ``o_proj``. Fused SDPA kernels also accumulate in fp32;
+    a bf16 ``q k^T`` would round the scores to ~3 digits and move sampled logprobs off the trainer's by ~0.1.
     """
 
     def __init__(self, model: Any, cache: Any, attention_mask: torch.Tensor, t_max: int):
         base = model.model
-        self.layers, self.embed, self.norm, self.rotary = list(base.layers), base.embed_tokens, base.norm, base.rotary_emb
+        self.layers, self.embed, self.norm = list(base.layers), base.embed_tokens, base.norm
+        self.rotary = base.rotary_emb
         self.lm_head = model.lm_head
         attn = self.layers[0].self_attn
         self.rope: Callable = sys.modules[type(attn).__module__].apply_rotary_pos_emb
@@ -204,15 +218,14 @@ class _FusedStep:
         self.keys, self.values = [], []
         for layer in cache.layers:
             k, v = layer.keys, layer.values  # [A, KVH, P, d]
-            kbuf = k.new_empty((rows, k.shape[1], p + t_max, k.shape[3]))  # [A, KVH, P + T, d]
-            vbuf = v.new_empty((rows, v.shape[1], p + t_max, v.shape[3]))
+            kbuf = k.new_empty((rows, k.shape[1], p + t_max, k.shape[3]), dtype=torch.float32)  # [A, KVH, P+T, d]
+            vbuf = v.new_empty((rows, v.shape[1], p + t_max, v.shape[3]), dtype=torch.float32)
             kbuf[:, :, :p], vbuf[:, :, :p] = k, v
             self.keys.append(kbuf)
             self.values.append(vbuf)
         self.kv_heads = self.keys[0].shape[1]
-        dtype = self.keys[0].dtype
-        self.bias = torch.zeros((rows, p + t_max), dtype=dtype, device=attention_mask.device)  # [A, P + T]
-        self.bias[:, :p].masked_fill_(attention_mask == 0, torch.finfo(dtype).min)
+        self.bias = torch.zeros((rows, p + t_max), dtype=torch.float32, device=attention_mask.device)  # [A, P+T]
+        self.bias[:, :p].masked_fill_(attention_mask == 0, torch.finfo(torch.float32).min)
 
     def select(self, keep: torch.Tensor) -> None:
         self.keys = [k[keep] for k in self.keys]
@@ -237,11 +250,10 @@ class _FusedStep:
             kbuf[:, :, c] = k.squeeze(2)
             vbuf[:, :, c] = v
             heads = q.shape[1]
-            qg = q.reshape(rows, kvh, heads // kvh, d)  # [A, KVH, H/KVH, d]
+            qg = q.reshape(rows, kvh, heads // kvh, d).float()  # [A, KVH, H/KVH, d]
             scores = torch.matmul(qg, kbuf[:, :, :c + 1].transpose(2, 3)) * attn.scaling + bias  # [A, KVH, g, L]
-            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(qg.dtype)
-            out = torch.matmul(probs, vbuf[:, :, :c + 1])  # [A, KVH, g, d]
-            x = x + attn.o_proj(out.reshape(rows, 1, heads * d))
+            out = torch.matmul(torch.softmax(scores, dim=-1), vbuf[:, :, :c + 1])  # [A, KVH, g, d]
+            x = x + attn.o_proj(out.reshape(rows, 1, heads * d).to(x.dtype))
             x = x + layer.mlp(layer.post_attention_layernorm(x))
         self.col += 1
         return self.lm_head(self.norm(x))[:, -1]  # [A, V]

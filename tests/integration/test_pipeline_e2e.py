@@ -24,7 +24,8 @@ SHORT = ["model=tiny", "task=arith", "logger=none",
          "grpo.micro_batch_size=8", "grpo.eval_num_problems=8", "grpo.eval_max_new_tokens=48", "grpo.save_every=2",
          "rewards.num_workers=1",
          "eval.budgets=[8,32]", "eval.num_problems=4", "eval.n=2", "eval.k_list=[1,2]",
-         "eval.splits=[test_ops1,test_ops2]", "eval.verifier_workers=1"]
+         "eval.splits=[test_ops1,test_ops2]", "eval.verifier_workers=1",
+         'pipeline.stage_overrides.sft=["task.arith.max_ops=2"]']
 GRPO_3 = ["grpo.max_steps=3", "grpo.eval_every=3"]
 
 
@@ -43,7 +44,9 @@ def test_every_stage_leaves_its_artefacts_and_grpo_does_not_lower_accuracy(finis
                  "grpo/final/model.safetensors", "grpo/final/rlvr_grpo_done.json", "grpo/metrics.jsonl",
                  "grpo/eval/grpo_step0.json", "grpo/eval/grpo_step3.json",
                  "eval/budget_sweep_sft.json", "eval/budget_sweep_grpostep3.json",
-                 "plots/accuracy_vs_budget.png", "plots/accuracy_vs_step.png", "plots/accuracy_vs_compute.png"):
+                 "plots/accuracy_vs_budget.png", "plots/accuracy_vs_step.png", "plots/accuracy_vs_compute.png",
+                 "RUNCARD.md", "provenance.json", "grpo/contamination.json", "grpo/final/RUNCARD.md",
+                 "sft/final/provenance.json", "eval/provenance.json"):
         assert (run / path).exists(), path
     # the stage override reached SFT only: SFT trained on 1-2 operations, GRPO on 1-3
     import yaml
@@ -62,13 +65,41 @@ def test_every_stage_leaves_its_artefacts_and_grpo_does_not_lower_accuracy(finis
     assert after >= before - 1 / 8, (before, after)  # 3 tiny steps must not lose more than one problem in 8
     rows = [json.loads(line) for line in (run / "grpo" / "metrics.jsonl").open()]
     assert [r["step"] for r in rows] == [1, 2, 3]
+    # the pipeline's card tells the whole chain, with the contamination check run before GRPO
+    card = json.loads((run / "provenance.json").read_text())
+    stages = []
+    node = card
+    while node:
+        stages.append(node["stage"])
+        node = node.get("parent")
+    assert stages == ["pipeline", "eval", "grpo", "sft"], stages
+    contamination = json.loads((run / "grpo" / "contamination.json").read_text())
+    assert [e["name"] for e in contamination["eval_sets"]] == [f"arith:test_ops{k}" for k in range(1, 5)]
+    assert all(e["exact_matches"] == 0 for e in contamination["eval_sets"])  # held-out by construction
+    assert json.loads((run / "grpo" / "final" / "provenance.json").read_text())["contamination"]
     print(f"shortened pipeline: {seconds:.0f}s")
+
+
+def test_diff_runs_between_two_pipelines_names_the_one_override(finished, tmp_path, capsys):
+    from rlvr.diff_runs import diff
+
+    run, _ = finished
+    other = tmp_path / "other"
+    assert main(["pipeline", f"output_dir={other}", *SHORT, *GRPO_3, "grpo.learning_rate=2e-5"]) == 0
+    groups = diff(*(json.loads((r / "provenance.json").read_text()) for r in (run, other)))
+    recipe = [key for key, _, _ in groups["recipe"]]
+    assert recipe == ["config.grpo.learning_rate"], recipe  # listed once, though every stage below records it
+    assert groups["data"] == groups["verifiers"] == []
+    capsys.readouterr()
+    assert main(["diff-runs", str(run), str(other)]) == 0
+    assert "grpo.learning_rate" in capsys.readouterr().out
 
 
 def test_a_rerun_redoes_nothing(finished, capsys):
     run, _ = finished
-    mtimes = {p: p.stat().st_mtime for p in run.rglob("*") if p.is_file() and p.name not in ("summary.json",
-                                                                                              "config.yaml")}
+    # the run's own summary, config and card describe the latest invocation; every stage output must stay as it was
+    rewritten = {run / name for name in ("summary.json", "config.yaml", "RUNCARD.md", "provenance.json")}
+    mtimes = {p: p.stat().st_mtime for p in run.rglob("*") if p.is_file() and p not in rewritten}
     capsys.readouterr()
     assert main(["pipeline", f"output_dir={run}", *SHORT, *GRPO_3]) == 0
     out = capsys.readouterr().out

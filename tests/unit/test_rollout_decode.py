@@ -337,3 +337,20 @@ def test_budget_greedy_loop_equals_generate(tiny, samples):
     for step in ("fused", "model"):
         _assert_same_tokens(out["generate"], out[step])
         assert [r.forced_mask for r in out["generate"]] == [r.forced_mask for r in out[step]]
+
+
+def test_bf16_model_attention_in_fp32(tiny, samples):
+    """A bf16 model: the fused step's attention runs in fp32, so its logprobs stay as close to teacher forcing as
+    the generate path's (bf16 rounding of the forward itself is the floor)."""
+    model, tok = tiny
+    model = copy.deepcopy(model).to(torch.bfloat16)
+    gaps = {}
+    for name, engine in (("generate", HFEngine(model, tok, decoder="generate")),
+                         ("fused", HFEngine(model, tok, loop_step="fused"))):
+        rollouts = engine.generate(samples, n=2, params=SamplingParams(max_new_tokens=16, seed=0))
+        batch = RolloutBatch.from_rollouts(rollouts, group_size=2, pad_token_id=engine.pad_id)
+        with torch.no_grad():
+            recomputed = token_logprobs(model, batch.input_ids, batch.attention_mask, batch.prompt_length)
+        gap = ((recomputed - batch.sampler_logprobs) * batch.completion_mask).abs()
+        gaps[name] = (gap.sum() / batch.completion_mask.sum()).item()
+    assert gaps["fused"] < max(3 * gaps["generate"], 2e-3), gaps
