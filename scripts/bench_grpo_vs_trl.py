@@ -181,7 +181,7 @@ def ours_overrides(spec: RunSpec) -> list[str]:
         "grpo.weight_decay=0.0", "grpo.adam_beta1=0.9", "grpo.adam_beta2=0.99", "grpo.max_grad_norm=1.0",
         "grpo.updates_per_batch=1", f"grpo.micro_batch_size={spec.prompts * spec.group}",
         f"grpo.rollout_batch_size={spec.prompts * spec.group}", f"grpo.max_train_prompts={spec.train_prompts}",
-        "grpo.eval_every=0", "grpo.save_every=0", "grpo.resume=false", "grpo.num_samples_to_log=0",
+        "grpo.eval_every=0", "grpo.budget_eval_every=0", "grpo.save_every=0", "grpo.resume=false", "grpo.num_samples_to_log=0",
         f"grpo.threads={spec.threads}", "grpo.mixed_precision=no", f"rewards.num_workers={spec.reward_workers}",
         f"seed={spec.seed}", "logger=none", f"output_dir={spec.out_dir}",
     ]
