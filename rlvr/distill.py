@@ -169,7 +169,7 @@ def run(cfg: DictConfig) -> int:
     from rlvr.grpo.trainer import choose_engine
     from rlvr.models import load_model_and_tokenizer
     from rlvr.rewards import RewardRuntime, RewardsConfig
-    from rlvr.rollout.base import SamplingParams
+    from rlvr.rollout.base import SamplingParams, build_engine
     from rlvr.tasks import build_task
 
     console = Console()
@@ -191,16 +191,8 @@ def run(cfg: DictConfig) -> int:
                   f"prompts={len(samples)} x n={d.n}  rollout={engine_name} ({why})  out={out}")
     model, tokenizer = load_model_and_tokenizer(cfg.model)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-    if engine_name == "vllm":
-        from rlvr.rollout.vllm_engine import VLLMEngine
-
-        engine = VLLMEngine(model, tokenizer, seed=cfg.seed, think_open=cfg.task.think_open,
-                            think_close=cfg.task.think_close)
-    else:
-        from rlvr.rollout.hf import HFEngine
-
-        engine = HFEngine(model, tokenizer, batch_size=d.batch_size, think_open=cfg.task.think_open,
-                          think_close=cfg.task.think_close)
+    engine = build_engine(engine_name, model, tokenizer, seed=cfg.seed, think_open=cfg.task.think_open,
+                          think_close=cfg.task.think_close, batch_size=d.batch_size)
     runtime = RewardRuntime(RewardsConfig(**OmegaConf.to_container(cfg.rewards, resolve=True)))
     fmt = format_verifier(cfg.task) if d.require_format else None
     params = SamplingParams(temperature=d.temperature, top_p=d.top_p, max_new_tokens=d.max_new_tokens, seed=cfg.seed)

@@ -265,8 +265,7 @@ def run(cfg: DictConfig) -> int:
     from rlvr.grpo.update import UpdateStats, clip_gradients, frozen_logprobs, micro_batches, num_loss_items
     from rlvr.models import load_model, load_model_and_tokenizer
     from rlvr.rewards import RewardRuntime, RewardsConfig
-    from rlvr.rollout.base import SamplingParams
-    from rlvr.rollout.hf import HFEngine
+    from rlvr.rollout.base import SamplingParams, build_engine
     from rlvr.rollout.types import RolloutBatch
     from rlvr.heldout import default_eval_splits
     from rlvr.tasks import build_task
@@ -336,16 +335,10 @@ def run(cfg: DictConfig) -> int:
         keep = state.step if resume_from is not None else None
         tracker = Tracker(out, cfg.logger, cfg, job_type="grpo", keep_until_step=keep)
         truncate_jsonl(out / "samples.jsonl", keep)
-    if engine_name == "vllm":
-        # Created after the resume and set_num_threads: it copies the policy's current weights and vLLM ignores
-        # later thread-count changes in this process.
-        from rlvr.rollout.vllm_engine import VLLMEngine
-
-        engine = VLLMEngine(policy, tokenizer, seed=cfg.seed, think_open=cfg.task.think_open,
-                            think_close=cfg.task.think_close)
-    else:
-        engine = HFEngine(policy, tokenizer, batch_size=g.rollout_batch_size, think_open=cfg.task.think_open,
-                          think_close=cfg.task.think_close)
+    # Created after the resume and set_num_threads: vLLM copies the policy's current weights and ignores later
+    # thread-count changes in this process.
+    engine = build_engine(engine_name, policy, tokenizer, seed=cfg.seed, think_open=cfg.task.think_open,
+                          think_close=cfg.task.think_close, batch_size=g.rollout_batch_size)
     runtime = RewardRuntime(RewardsConfig(**OmegaConf.to_container(cfg.rewards, resolve=True)))
     stream = PromptStream(task.samples(g.train_split, limit=g.max_train_prompts), seed=cfg.seed,
                           position=state.data_position)
