@@ -113,3 +113,18 @@ def check_rollout(engine, r, budget: ThinkingBudget, max_new: int, prompt_opens:
         assert ids[-1] not in eos
         answer_cut = r.budget_forced and t - end_stop == budget.answer
         assert t == max_new or answer_cut
+
+
+def generate_checked(engine, samples, *, n: int, max_new: int, seed: int = 0, temperature: float = 1.0,
+                     **budget_kw) -> list:
+    """``engine.generate`` under ``ThinkingBudget(**budget_kw)``, every rollout checked by :func:`check_rollout`."""
+    from rlvr.rollout.base import SamplingParams
+
+    budget = ThinkingBudget(**budget_kw)
+    params = SamplingParams(max_new_tokens=max_new, seed=seed, temperature=temperature, budget=budget)
+    rollouts = engine.generate(samples, n=n, params=params)
+    assert len(rollouts) == len(samples) * n
+    for i, r in enumerate(rollouts):
+        assert r.sample_id == samples[i // n].id and r.index == i % n
+        check_rollout(engine, r, budget, max_new)
+    return rollouts

@@ -8,10 +8,12 @@ closes, early closes and forced ends all occur. Run with
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 
-from budget_invariants import check_rollout, tag_prone  # tests/ is on sys.path (rootdir conftest)
+from budget_invariants import generate_checked, tag_prone  # tests/ is on sys.path (rootdir conftest)
 
 pytestmark = pytest.mark.vllm
 
@@ -53,18 +55,7 @@ def samples():
     return task.samples("test_ops1", limit=2) + task.samples("test_ops3", limit=1)
 
 
-def _run(engine, samples, n=N, max_new=MAX_NEW, seed=0, temperature=1.0, **budget_kw):
-    from rlvr.rollout.base import SamplingParams
-    from rlvr.rollout.budget import ThinkingBudget
-
-    budget = ThinkingBudget(**budget_kw)
-    params = SamplingParams(max_new_tokens=max_new, seed=seed, temperature=temperature, budget=budget)
-    rollouts = engine.generate(samples, n=n, params=params)
-    assert len(rollouts) == len(samples) * n
-    for i, r in enumerate(rollouts):
-        assert r.sample_id == samples[i // n].id and r.index == i % n
-        check_rollout(engine, r, budget, max_new)
-    return rollouts
+_run = partial(generate_checked, n=N, max_new=MAX_NEW)
 
 
 @pytest.mark.parametrize("b", [0, 1, 4, 8, 16, None])

@@ -9,6 +9,7 @@ eos inside thinking and forced ends all occur in a few dozen rollouts. Every rol
 from __future__ import annotations
 
 import copy
+from functools import partial
 from dataclasses import replace
 
 import pytest
@@ -20,7 +21,7 @@ from rlvr.rollout.budget import ThinkingBudget
 from rlvr.rollout.hf import HFEngine
 from rlvr.rollout.types import RolloutBatch
 
-from budget_invariants import check_rollout, forced_runs, tag_prone  # tests/ is on sys.path (rootdir conftest)
+from budget_invariants import check_rollout, forced_runs, generate_checked, tag_prone  # tests/ is on sys.path (rootdir conftest)
 
 MAX_NEW = 40
 N = 4
@@ -57,17 +58,7 @@ def samples():
     return task.samples("test_ops1", limit=2) + task.samples("test_ops3", limit=1)
 
 
-def run(engine, samples, n=N, max_new=MAX_NEW, **kw):
-    """Generate with ``ThinkingBudget(**kw)`` (seed / temperature go to SamplingParams) and check every rollout."""
-    sampling = {k: kw.pop(k) for k in ("seed", "temperature") if k in kw}
-    budget = ThinkingBudget(**kw)
-    params = SamplingParams(max_new_tokens=max_new, budget=budget, **{"seed": 0, **sampling})
-    rollouts = engine.generate(samples, n=n, params=params)
-    assert len(rollouts) == len(samples) * n
-    for i, r in enumerate(rollouts):
-        assert r.sample_id == samples[i // n].id and r.index == i % n
-        check_rollout(engine, r, budget, max_new)
-    return rollouts
+run = partial(generate_checked, n=N, max_new=MAX_NEW)  # budget kwargs; seed/temperature go to SamplingParams
 
 
 # ---------------------------------------------------------------------------------------------- invariants
