@@ -124,12 +124,16 @@ class RunSpec:
     max_new_tokens: int = 64
     lr: float = 3e-5
     temperature: float = 1.0
+    lr_scheduler: str = "constant"  # transformers scheduler name (both sides call transformers' get_scheduler)
+    warmup_steps: int = 0
+    verifiers: tuple[str, ...] = ()  # reward verifiers (weight 1 each, summed); empty = the task's default (math)
     threads: int = 1
     seed: int = 0
     train_prompts: int = 64  # first N prompts of the arith train split (our PromptStream shuffles them)
     reward_workers: int = 2
     save_final: bool = False  # accuracy mode: keep <out_dir>/final
     trl_vllm_patch: str = "auto"  # see --trl-vllm-patch
+    ours_extra: tuple[str, ...] = ()  # accuracy mode: `rlvr grpo` overrides that replace the TRL-mirroring ones
 
 
 def default_threads() -> int:
@@ -168,7 +172,13 @@ def child_env(threads: int) -> dict[str, str]:
 
 
 def ours_overrides(spec: RunSpec) -> list[str]:
-    """``rlvr grpo`` overrides for ``spec``: TRL's default loss and every knob set to TRL's configuration."""
+    """``rlvr grpo`` overrides for ``spec``: TRL's default loss and every knob set to TRL's configuration, then
+    ``spec.ours_extra`` (``--ours-override``, accuracy mode), each replacing the mirrored override of its key."""
+    extra = {o.split("=", 1)[0] for o in spec.ours_extra}
+    return [o for o in _mirrored_overrides(spec) if o.split("=", 1)[0] not in extra] + list(spec.ours_extra)
+
+
+def _mirrored_overrides(spec: RunSpec) -> list[str]:
     return [
         f"model.name_or_path={spec.model}", "model.dtype=float32", "task=arith",
         # TRL 1.16 default loss_type="dapo": token-mean, clip 0.2/0.2, group std, no KL, no filtering/shaping
@@ -177,7 +187,9 @@ def ours_overrides(spec: RunSpec) -> list[str]:
         f"rollout={spec.engine}",
         f"grpo.max_steps={spec.steps}", f"grpo.prompts_per_step={spec.prompts}", f"grpo.group_size={spec.group}",
         f"grpo.max_new_tokens={spec.max_new_tokens}", f"grpo.temperature={spec.temperature}", "grpo.top_p=1.0",
-        f"grpo.learning_rate={spec.lr}", "grpo.lr_scheduler=constant", "grpo.warmup_steps=0",
+        f"grpo.learning_rate={spec.lr}", f"grpo.lr_scheduler={spec.lr_scheduler}",
+        f"grpo.warmup_steps={spec.warmup_steps}",
+        *([f"task.verifiers=[{','.join(spec.verifiers)}]"] if spec.verifiers else []),
         "grpo.weight_decay=0.0", "grpo.adam_beta1=0.9", "grpo.adam_beta2=0.99", "grpo.max_grad_norm=1.0",
         "grpo.updates_per_batch=1", f"grpo.micro_batch_size={spec.prompts * spec.group}",
         f"grpo.rollout_batch_size={spec.prompts * spec.group}", f"grpo.max_train_prompts={spec.train_prompts}",
@@ -198,7 +210,7 @@ def trl_config_kwargs(spec: RunSpec) -> dict[str, Any]:
         num_iterations=1,
         max_completion_length=spec.max_new_tokens,
         temperature=spec.temperature, top_p=1.0, top_k=0, min_p=None, repetition_penalty=1.0,
-        learning_rate=spec.lr, lr_scheduler_type="constant", warmup_steps=0,
+        learning_rate=spec.lr, lr_scheduler_type=spec.lr_scheduler, warmup_steps=spec.warmup_steps,
         weight_decay=0.0, adam_beta1=0.9, adam_beta2=0.99, adam_epsilon=1e-8, optim="adamw_torch",
         max_grad_norm=1.0,
         beta=0.0, loss_type="dapo", epsilon=0.2, epsilon_high=0.2, scale_rewards="group",
@@ -421,7 +433,7 @@ def trl_worker(spec: RunSpec) -> dict[str, Any]:
     torch.manual_seed(spec.seed)
     model_cfg = ModelConfig(name_or_path=spec.model, dtype="float32")
     model, tokenizer = load_model(model_cfg), load_tokenizer(model_cfg)
-    task = build_task(TaskConfig(name="arith"))
+    task = build_task(TaskConfig(name="arith", verifiers=list(spec.verifiers)))
     # our trainer's exact prompt order: the first N train prompts, shuffled by PromptStream(seed)
     samples = PromptStream(task.samples("train", limit=spec.train_prompts), seed=spec.seed).take(
         spec.steps * spec.prompts)
@@ -715,9 +727,12 @@ def resolve_model(path: str | None) -> str:
 def base_spec(args, engine: str, model: str) -> RunSpec:
     return RunSpec(system="ours", engine=engine, model=model, out_dir="", steps=args.steps, prompts=args.prompts,
                    group=args.group, max_new_tokens=args.max_new_tokens, lr=args.lr, temperature=args.temperature,
+                   lr_scheduler=args.lr_scheduler, warmup_steps=args.warmup_steps,
+                   verifiers=tuple(v.strip() for v in (args.verifiers or "").split(",") if v.strip()),
                    threads=args.threads, seed=args.seed,
                    train_prompts=args.train_prompts or args.steps * args.prompts,
-                   reward_workers=args.reward_workers, trl_vllm_patch=args.trl_vllm_patch)
+                   reward_workers=args.reward_workers, trl_vllm_patch=args.trl_vllm_patch,
+                   ours_extra=tuple(args.ours_override or ()))
 
 
 # ----------------------------------------------------------------------------------------------- speed
@@ -733,7 +748,8 @@ def speed_mode(args, out: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"mode": "speed", "env": env_info(), "settings": {
         "model": model, "prompts": args.prompts, "group": args.group, "max_new_tokens": args.max_new_tokens,
         "lr": args.lr, "steps": args.steps, "warmup": warmup, "rounds": args.rounds, "threads": args.threads,
-        "reward_workers": args.reward_workers, "seed": args.seed, "engines": args.engines}, "engines": {}}
+        "reward_workers": args.reward_workers, "seed": args.seed, "engines": args.engines,
+        "ours_overrides": list(args.ours_override or ())}, "engines": {}}
     plan = [(engine, k, system) for engine in args.engines for k in range(args.rounds)
             for system in (SYSTEMS if k % 2 == 0 else SYSTEMS[::-1])]
     with progress_bar() as progress:
@@ -795,9 +811,11 @@ def accuracy_mode(args, out: Path) -> dict[str, Any]:
     trl_lr = args.trl_lr if args.trl_lr is not None else args.lr
     result: dict[str, Any] = {"mode": "accuracy", "env": env_info(), "settings": {
         "model": model, "prompts": args.prompts, "group": args.group, "max_new_tokens": args.max_new_tokens,
-        "lr": args.lr, "trl_lr": trl_lr, "steps": args.steps, "warmup": args.warmup, "threads": args.threads,
+        "lr": args.lr, "trl_lr": trl_lr, "lr_scheduler": args.lr_scheduler, "warmup_steps": args.warmup_steps,
+        "verifiers": args.verifiers, "temperature": args.temperature, "steps": args.steps, "warmup": args.warmup, "threads": args.threads,
         "eval_problems": args.eval_problems, "eval_max_new_tokens": args.eval_max_new_tokens,
-        "reward_workers": args.reward_workers, "seed": args.seed, "engines": args.engines}, "engines": {}}
+        "reward_workers": args.reward_workers, "seed": args.seed, "engines": args.engines,
+        "ours_overrides": list(args.ours_override or ())}, "engines": {}}
     plan = [(engine, step) for engine in args.engines for step in ("ours", "trl", "eval")]
     start_eval = None
     with progress_bar() as progress:
@@ -924,12 +942,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--group", type=int, default=8, help="G: completions per prompt")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--lr-scheduler", default="constant", help="transformers scheduler name (both sides)")
+    p.add_argument("--warmup-steps", type=int, default=0, help="LR warm-up steps (both sides)")
+    p.add_argument("--verifiers", default=None, help="comma-separated reward verifiers, summed, both sides (e.g. "
+                                                      "math,arith_steps); default: the task's (math)")
     p.add_argument("--lr", type=float, default=3e-5, help="learning rate (both; TRL's can be set apart)")
     p.add_argument("--trl-lr", type=float, default=None, help="accuracy: TRL's learning rate (default --lr)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default: $OMP_NUM_THREADS "
                                                              "or every CPU this process may use)")
     p.add_argument("--reward-workers", type=int, default=2, help="reward runtime processes (both sides)")
     p.add_argument("--train-prompts", type=int, default=None, help="first N arith train prompts (default steps*B)")
+    p.add_argument("--ours-override", action="append", metavar="KEY=VALUE",
+                   help="accuracy: an `rlvr grpo` override for our run only (repeatable), replacing the TRL-mirroring "
+                        "value of that key, e.g. algo.dynamic_sampling=true to compare recipes, not only step time")
     p.add_argument("--eval-problems", type=int, default=200, help="accuracy: problems per held-out split")
     p.add_argument("--eval-max-new-tokens", type=int, default=96)
     p.add_argument("--seed", type=int, default=0)
@@ -946,6 +971,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     bad = [e for e in args.engines if e not in ("hf", "vllm")]
     if bad:
         p.error(f"unknown engine(s) {bad}; use hf and/or vllm")
+    if args.mode == "speed" and args.ours_override:
+        p.error("--ours-override is for --mode accuracy: step times are compared at identical settings")
     if args.steps is None:
         args.steps = 6 if args.mode == "speed" else 100
     if args.threads is None:

@@ -17,6 +17,10 @@ Choices where the papers are silent or differ:
 - A zero-variance group (every valid reward equal, or fewer than two valid rewards) has no learning signal:
   its advantages are exactly 0 regardless of ``eps`` (dividing a float-noise difference by eps would turn
   rounding into a huge advantage).
+- ``negative_weight`` (lambda) scales the advantages below 0 after centring and scaling, so failed completions
+  are pushed down lambda times as hard as successful ones are pulled up (W-REINFORCE, Zhu et al. 2025, "The
+  Surprising Effectiveness of Negative Reinforcement in LLM Reasoning", 2506.01347, lambda = 0.1). lambda = 0 is
+  positive-sample reinforcement alone (rejection-sampling fine-tuning on-policy); 1 is plain GRPO.
 - NaN reward = "no trusted reward" (no applicable verifier, or the verifier broke; see rlvr.rewards): the
   completion gets advantage 0 and is left out of its group's mean and std and out of the batch std, so an
   unscorable completion neither helps nor hurts its siblings.
@@ -48,11 +52,11 @@ def zero_variance_fraction(rewards: torch.Tensor) -> float:
 
 
 def compute_advantages(rewards: torch.Tensor, std_scaling: str = "group", leave_one_out: bool = False,
-                       eps: float = 1e-6) -> torch.Tensor:
+                       eps: float = 1e-6, negative_weight: float = 1.0) -> torch.Tensor:
     """rewards [B, G] (NaN = no reward) -> advantages [B, G]; see the module docstring for every rule.
 
     Guarantees: finite output; 0 for NaN rewards and for zero-variance groups; with the group-mean baseline
-    the valid advantages of each group sum to 0 (also true for leave-one-out).
+    and ``negative_weight=1`` the valid advantages of each group sum to 0 (also true for leave-one-out).
     """
     if std_scaling not in ("group", "batch", "none"):
         raise ValueError(f"std_scaling={std_scaling!r}: use 'group', 'batch' or 'none'")
@@ -78,4 +82,6 @@ def compute_advantages(rewards: torch.Tensor, std_scaling: str = "group", leave_
     else:
         scale = torch.ones((), dtype=r.dtype, device=r.device)
     advantages = centred / (scale + eps)
+    if negative_weight != 1.0:
+        advantages = torch.where(advantages < 0, advantages * negative_weight, advantages)
     return torch.where(keep, advantages, torch.zeros_like(advantages))

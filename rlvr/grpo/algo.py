@@ -62,6 +62,12 @@ class AlgoConfig:
                                     "(Dr. GRPO 2503.20783: removes that difficulty bias)")
     leave_one_out: bool = opt(False, "baseline = mean of the *other* completions of the prompt (RLOO, Ahmadian et al. "
                                      "2402.14740): unbiased, advantages scaled by G/(G-1) relative to the group mean")
+    negative_weight: float = opt(1.0, "lambda: advantages below 0 are multiplied by this, so failed completions are "
+                                      "pushed down lambda times as hard as correct ones are pulled up (W-REINFORCE, "
+                                      "Zhu et al. 2025, 2506.01347, use 0.1). 1 = GRPO. < 1 favours greedy/pass@1 "
+                                      "accuracy and keeps a small model's SFT skills (negative gradients spread mass "
+                                      "over every other token); 0 = positive samples only (on-policy rejection "
+                                      "sampling), which narrows diversity (pass@k) fastest")
     adv_eps: float = opt(1e-6, "added to the std before dividing; groups whose rewards are all equal get advantage 0 "
                                "exactly, whatever eps is")
     # ----------------------------------------------------------------------------------- sampling filters
@@ -133,6 +139,10 @@ def validate_algo(cfg: Any, prefix: str = "algo.") -> list[str]:
         errors.append(f"{prefix}kl_beta={cfg.kl_beta} would reward moving away from the reference; use >= 0")
     if cfg.tis_cap <= 0:
         errors.append(f"{prefix}tis_cap={cfg.tis_cap} must be > 0 (Yao et al. use 2)")
+    if not 0 <= cfg.negative_weight <= 1:
+        errors.append(f"{prefix}negative_weight={cfg.negative_weight} must be in [0, 1]: 1 = GRPO, 0.1 = "
+                      "W-REINFORCE (2506.01347), 0 = positive samples only; a negative or > 1 weight rewards failures "
+                      "or lets them dominate")
     if cfg.adv_eps < 0:
         errors.append(f"{prefix}adv_eps={cfg.adv_eps} must be >= 0")
     if cfg.norm_constant is not None and cfg.norm_constant < 1:

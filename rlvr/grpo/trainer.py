@@ -410,7 +410,8 @@ def run(cfg: DictConfig) -> int:
                 update_metrics: dict[str, float] = {}
                 if rows:
                     rewards = torch.stack([rounds[ri].rewards[i] for ri, i in rows]).view(-1, G)  # [B'*G] -> [B', G]
-                    advantages = compute_advantages(rewards, algo.std_scaling, algo.leave_one_out, algo.adv_eps)
+                    advantages = compute_advantages(rewards, algo.std_scaling, algo.leave_one_out, algo.adv_eps,
+                                                    algo.negative_weight)
                     batch = RolloutBatch.from_rollouts([rounds[ri].rollouts[i] for ri, i in rows], G, pad_id)
                     batch = batch.to(accelerator.device)
                     advantages = advantages.reshape(-1).to(accelerator.device)  # [B', G] -> [N]

@@ -127,6 +127,36 @@ def test_parse_args_defaults_per_mode(bench):
     assert (acc.engines, acc.steps, acc.eval_problems, acc.trl_lr) == (["hf"], 100, 200, None)
     with pytest.raises(SystemExit):
         bench.parse_args(["--engines", "hf,sglang"])
+    with pytest.raises(SystemExit):  # step times are only compared at identical settings
+        bench.parse_args(["--ours-override", "algo.dynamic_sampling=true"])
+
+
+def test_ours_override_replaces_the_mirrored_value_for_ours_only(bench, tmp_path):
+    from rlvr.config_loading import compose_config
+
+    args = bench.parse_args(["--mode", "accuracy", "--threads", "1", "--ours-override", "algo.dynamic_sampling=true",
+                             "--ours-override", "algo.negative_weight=0.5"])
+    spec = bench.base_spec(args, "hf", str(tmp_path))
+    overrides = bench.ours_overrides(spec)
+    assert overrides.count("algo.dynamic_sampling=true") == 1 and "algo.dynamic_sampling=false" not in overrides
+    cfg = compose_config("grpo", overrides)
+    assert cfg.algo.dynamic_sampling is True and cfg.algo.negative_weight == 0.5 and cfg.algo.clip_high == 0.2
+    assert bench.trl_config_kwargs(spec) == bench.trl_config_kwargs(bench.RunSpec(**{**spec.__dict__,
+                                                                                     "ours_extra": ()}))
+
+
+def test_shared_schedule_and_reward_reach_both_sides(bench, tmp_path):
+    from rlvr.config_loading import compose_config
+
+    args = bench.parse_args(["--mode", "accuracy", "--threads", "1", "--lr-scheduler", "cosine", "--warmup-steps", "10",
+                             "--verifiers", "math, arith_steps", "--temperature", "0.5"])
+    spec = bench.base_spec(args, "hf", str(tmp_path))
+    cfg = compose_config("grpo", bench.ours_overrides(spec))
+    assert (cfg.grpo.lr_scheduler, cfg.grpo.warmup_steps, cfg.grpo.temperature) == ("cosine", 10, 0.5)
+    assert list(cfg.task.verifiers) == ["math", "arith_steps"]
+    trl = bench.trl_config_kwargs(spec)
+    assert (trl["lr_scheduler_type"], trl["warmup_steps"], trl["temperature"]) == ("cosine", 10, 0.5)
+    assert spec.verifiers == ("math", "arith_steps")  # the TRL worker builds its task (and reward) from these
 
 
 def test_child_env_gives_both_sides_the_same_threads(bench):

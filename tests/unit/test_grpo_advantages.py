@@ -39,6 +39,20 @@ def test_batch_std_scaling_uses_centred_rewards_of_informative_groups():
     torch.testing.assert_close(adv, torch.tensor([[0.5 / s, -0.5 / s], [-2 / s, 2 / s], [0.0, 0.0]]))
 
 
+def test_negative_weight_scales_only_failed_completions():
+    # W-REINFORCE (2506.01347): [1, 0, 0, 1] -> +-1 under group std; lambda 0.1 -> [1, -0.1, -0.1, 1]
+    rewards = torch.tensor([[1.0, 0, 0, 1], [1, 0, 0, 0], [1, 1, 1, 1]])
+    full = compute_advantages(rewards, "group", eps=0.0)
+    adv = compute_advantages(rewards, "group", eps=0.0, negative_weight=0.1)
+    torch.testing.assert_close(adv[0], torch.tensor([1.0, -0.1, -0.1, 1]))
+    torch.testing.assert_close(adv[1], torch.where(full[1] < 0, full[1] * 0.1, full[1]))
+    assert adv[2].eq(0).all()  # zero-variance groups stay exactly 0
+    only_positive = compute_advantages(rewards, "group", eps=0.0, negative_weight=0.0)
+    assert only_positive.min() == 0 and torch.equal(only_positive > 0, full > 0)
+    assert validate_algo(AlgoConfig(negative_weight=1.5)) and validate_algo(AlgoConfig(negative_weight=-0.1))
+    assert not validate_algo(AlgoConfig(negative_weight=0.0))
+
+
 def test_leave_one_out_baseline():
     # [1, 0, 0, 1]: baseline of item j = mean of the other three: 1/3 for the 1s, 2/3 for the 0s
     #   -> [1 - 1/3, 0 - 2/3, 0 - 2/3, 1 - 1/3] = [2/3, -2/3, -2/3, 2/3] = G/(G-1) * (r - mean)
