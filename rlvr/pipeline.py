@@ -451,16 +451,17 @@ def print_summary(summary: dict[str, Any], console: Any) -> None:
     acc = summary["accuracy"]
     if acc:
         g = summary["heldout_greedy"]
-        n = next(iter((g["grpo_final"] or g["grpo_start"] or g["sft"]).values()), {}).get("n")
-        table = Table(title=f"held-out greedy accuracy (%), {n} problems per split")
-        for col in ("split", "after SFT", "after GRPO", "change"):
+        sizes = {split: row.get("n") for split, row in (g["grpo_final"] or g["grpo_start"] or g["sft"]).items()}
+        table = Table(title="held-out greedy accuracy (%)")
+        for col in ("split", "problems", "after SFT", "after GRPO", "change"):
             table.add_column(col, justify="right")
         for split, v in acc.items():
             delta = "" if v["delta"] is None else f"{100 * v['delta']:+.1f}"
-            table.add_row(split, _pct(v["after_sft"]), _pct(v["after_grpo"]), delta)
+            n = sizes.get(split)
+            table.add_row(split, "" if n is None else str(n), _pct(v["after_sft"]), _pct(v["after_grpo"]), delta)
         m = summary["mean_accuracy"]
         if m["after_sft"] is not None:
-            table.add_row("mean", _pct(m["after_sft"]), _pct(m["after_grpo"]),
+            table.add_row("mean", "", _pct(m["after_sft"]), _pct(m["after_grpo"]),
                           f"{100 * (m['after_grpo'] - m['after_sft']):+.1f}")
         console.print(table)
     by_budget = summary["pass@1_by_budget"]

@@ -55,6 +55,9 @@ def test_every_stage_leaves_its_artefacts_and_grpo_does_not_lower_accuracy(finis
     grpo_cfg = yaml.safe_load((run / "grpo" / "config.yaml").read_text())
     assert grpo_cfg["task"]["arith"]["max_ops"] == 3
     assert grpo_cfg["model"]["name_or_path"] == str(run / "sft" / "final")  # GRPO continued from SFT
+    # the demo's GRPO-only reward (its pipeline.stage_overrides.grpo): the process reward joins the outcome reward
+    assert grpo_cfg["task"]["verifiers"] == ["math", "arith_steps"]
+    assert yaml.safe_load((run / "config.yaml").read_text())["task"]["verifiers"] == []  # eval judges by math alone
     summary = json.loads((run / "summary.json").read_text())
     assert [s["status"] for s in summary["stages"].values()] == ["ran"] * 4
     assert set(summary["pass@1_by_budget"]) == {"sft", "grpo step 2", "grpo step 3"}
