@@ -64,10 +64,10 @@ class AlgoConfig:
                                      "2402.14740): unbiased, advantages scaled by G/(G-1) relative to the group mean")
     negative_weight: float = opt(1.0, "lambda: advantages below 0 are multiplied by this, so failed completions are "
                                       "pushed down lambda times as hard as correct ones are pulled up (W-REINFORCE, "
-                                      "Zhu et al. 2025, 2506.01347, use 0.1). 1 = GRPO. < 1 favours greedy/pass@1 "
-                                      "accuracy and keeps a small model's SFT skills (negative gradients spread mass "
-                                      "over every other token); 0 = positive samples only (on-policy rejection "
-                                      "sampling), which narrows diversity (pass@k) fastest")
+                                      "Zhu et al. 2025, 2506.01347, use 0.1: positive samples drive pass@1, negative "
+                                      "ones keep pass@k). 1 = GRPO; 0 = positive samples only (on-policy rejection "
+                                      "sampling), which narrows diversity fastest. On the tiny arith model 0.1 did "
+                                      "no better than 1 (docs/experiments/grpo_tiny_arith.md)")
     adv_eps: float = opt(1e-6, "added to the std before dividing; groups whose rewards are all equal get advantage 0 "
                                "exactly, whatever eps is")
     # ----------------------------------------------------------------------------------- sampling filters
