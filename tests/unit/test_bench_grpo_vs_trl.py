@@ -17,12 +17,15 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_grpo_vs_trl.py
 
 @pytest.fixture(scope="module")
 def bench():
+    sys.path.insert(0, str(SCRIPT.parent))  # its sibling module bench_report, as when run as a script
     spec = importlib.util.spec_from_file_location("bench_grpo_vs_trl", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     yield module
     sys.modules.pop(spec.name, None)
+    sys.modules.pop("bench_report", None)
+    sys.path.remove(str(SCRIPT.parent))
 
 
 def run(system, round_, times, error=None, phases=None):
