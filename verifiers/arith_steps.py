@@ -13,6 +13,8 @@ Score = correct lines / max(number of operations, number of lines written), in [
 applies the prompt's i-th operation and operand, starts from the start value (line 1) or from the previous
 line's result, and states the right result. Extra lines count against the score; a missing line scores 0.
 ``None`` (does not apply) for samples without ``meta["program"]`` (other tasks), so it can sit in a mixed batch.
+``steps`` gives each line's verdict (1 or 0) and where the line ends, for token-level credit
+(``algo.process_verifier=arith_steps``, rlvr.grpo.process).
 
 Measured (tiny model from a 1,000-step SFT checkpoint, 100 GRPO steps, B=8 x G=8, on an H200): adding it to the
 reward (``task.verifiers=[math,arith_steps]``, or alone) did not stop held-out accuracy from falling either —
@@ -37,23 +39,29 @@ class ArithStepsVerifier:
     def __init__(self, think_open: str = "<think>", think_close: str = "</think>"):
         self.think_open, self.think_close = think_open, think_close
 
-    def _thinking(self, completion: str) -> str:
+    def _thinking(self, completion: str) -> tuple[int, str]:
+        """(offset of the thinking text in ``completion``, the thinking text)."""
         start = completion.find(self.think_open)
-        body = completion[start + len(self.think_open):] if start >= 0 else completion
+        offset = start + len(self.think_open) if start >= 0 else 0
+        body = completion[offset:]
         end = body.find(self.think_close)
-        return body if end < 0 else body[:end]
+        return offset, body if end < 0 else body[:end]
 
     def __call__(self, completion: str, answer: Any, *, meta: Mapping[str, Any] | None = None) -> VerifyResult:
         program = (meta or {}).get("program")
         if not program:
             return VerifyResult(score=None)
         start, ops = int(program["start"]), [(str(op), int(k)) for op, k in program["ops"]]
-        lines = [(int(a), op, int(b), int(c)) for a, op, b, c in _LINE.findall(self._thinking(completion))]
-        carried, correct = start, 0
-        for (want_op, want_k), (a, op, b, c) in zip(ops, lines):
-            if op == want_op and b == want_k and a == carried and c == _APPLY[op](a, b):
-                correct += 1
+        offset, thinking = self._thinking(completion)
+        matches = list(_LINE.finditer(thinking))
+        carried, correct, steps = start, 0, []
+        for i, m in enumerate(matches):
+            a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
+            want_op, want_k = ops[i] if i < len(ops) else (None, None)  # lines past the last operation are wrong
+            ok = op == want_op and b == want_k and a == carried and c == _APPLY[op](a, b)
+            correct += ok
+            steps.append((offset + m.end(), float(ok)))
             carried = c  # the next line is judged on what this one wrote, right or wrong
-        score = correct / max(len(ops), len(lines), 1)
-        return VerifyResult(score=score, extracted=f"{correct}/{len(ops)}",
-                            metrics={"lines": float(len(lines)), "correct_lines": float(correct)})
+        score = correct / max(len(ops), len(matches), 1)
+        return VerifyResult(score=score, extracted=f"{correct}/{len(ops)}", steps=tuple(steps),
+                            metrics={"lines": float(len(matches)), "correct_lines": float(correct)})

@@ -18,6 +18,10 @@ class VerifyResult:
     extracted: str | None = None
     error: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)  # logged, never summed into the reward
+    # Process verifiers only: one (end, score) per reasoning step in order, ``end`` the character offset in the
+    # completion just past the step. ``algo.process_verifier`` turns these into token-level advantages; None =
+    # no step-level scores.
+    steps: tuple[tuple[int, float], ...] | None = None
 
 
 @runtime_checkable

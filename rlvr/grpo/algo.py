@@ -68,6 +68,16 @@ class AlgoConfig:
                                       "ones keep pass@k). 1 = GRPO; 0 = positive samples only (on-policy rejection "
                                       "sampling), which narrows diversity fastest. On the tiny arith model 0.1 did "
                                       "no better than 1 (docs/experiments/grpo_tiny_arith.md)")
+    process_verifier: Optional[str] = opt(None, "verifier key whose per-step scores (VerifyResult.steps, e.g. "
+                                                "arith_steps) become token-level advantages added to the outcome "
+                                                "advantage: process supervision, DeepSeekMath 2402.03300 sec. 4.1.3 "
+                                                "(rlvr.grpo.process). Credits a correct step even in a failed "
+                                                "completion; None = outcome advantages only")
+    process_weight: float = opt(1.0, "scale of the process advantage added to the outcome one (the paper uses "
+                                     "process alone; here both: the outcome term still rewards the final answer)")
+    process_discount: float = opt(1.0, "gamma: a token in step k gets sum_j>=k gamma^(j-k) of the normalised step "
+                                       "scores. 1 = DeepSeekMath's return-to-go; 0 = each step its own score, right "
+                                       "when steps are judged independently (arith_steps)")
     adv_eps: float = opt(1e-6, "added to the std before dividing; groups whose rewards are all equal get advantage 0 "
                                "exactly, whatever eps is")
     # ----------------------------------------------------------------------------------- sampling filters
@@ -143,6 +153,12 @@ def validate_algo(cfg: Any, prefix: str = "algo.") -> list[str]:
         errors.append(f"{prefix}negative_weight={cfg.negative_weight} must be in [0, 1]: 1 = GRPO, 0.1 = "
                       "W-REINFORCE (2506.01347), 0 = positive samples only; a negative or > 1 weight rewards failures "
                       "or lets them dominate")
+    if cfg.process_weight < 0:
+        errors.append(f"{prefix}process_weight={cfg.process_weight} must be >= 0: a negative weight rewards wrong "
+                      "steps; use 1 (or 0 to switch the process term off)")
+    if not 0 <= cfg.process_discount <= 1:
+        errors.append(f"{prefix}process_discount={cfg.process_discount} must be in [0, 1]: 1 = return-to-go "
+                      "(DeepSeekMath), 0 = each step its own score")
     if cfg.adv_eps < 0:
         errors.append(f"{prefix}adv_eps={cfg.adv_eps} must be >= 0")
     if cfg.norm_constant is not None and cfg.norm_constant < 1:

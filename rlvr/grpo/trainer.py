@@ -260,9 +260,10 @@ def run(cfg: DictConfig) -> int:
     from rlvr.grpo.filtering import dynamic_sampling_filter, overlong_mask
     from rlvr.grpo.logprobs import masked_mean, token_logprobs_and_entropy
     from rlvr.grpo.loss import policy_loss
+    from rlvr.grpo.process import check_process_verifier, round_process_advantages
     from rlvr.grpo.scoring import completion_metrics, reward_metrics, sample_rows, score_round
     from rlvr.grpo.monitors import RewardHackingMonitors
-    from rlvr.grpo.update import UpdateStats, clip_gradients, frozen_logprobs, micro_batches, num_loss_items
+    from rlvr.grpo.update import UpdateStats, clip_gradients, frozen_logprobs, num_loss_items, plan_chunks
     from rlvr.models import load_model, load_model_and_tokenizer
     from rlvr.rewards import RewardRuntime, RewardsConfig
     from rlvr.rollout.base import SamplingParams, build_engine
@@ -342,6 +343,9 @@ def run(cfg: DictConfig) -> int:
     runtime = RewardRuntime(RewardsConfig(**OmegaConf.to_container(cfg.rewards, resolve=True)))
     stream = PromptStream(task.samples(g.train_split, limit=g.max_train_prompts), seed=cfg.seed,
                           position=state.data_position)
+    if algo.process_verifier:
+        check_process_verifier(algo.process_verifier, stream.samples)
+    piece_cache: dict[int, str] = {}  # token id -> decoded text, for mapping step offsets to tokens
     sampling = SamplingParams(temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens)
     eval_splits = list(g.eval_splits) or default_eval_splits(task)
     B, G = g.prompts_per_step, g.group_size
@@ -416,12 +420,21 @@ def run(cfg: DictConfig) -> int:
                     batch = batch.to(accelerator.device)
                     advantages = advantages.reshape(-1).to(accelerator.device)  # [B', G] -> [N]
                     mask = batch.completion_mask  # [N, T]
+                    if algo.process_verifier:  # process supervision: + token-level step advantages
+                        process, m = round_process_advantages(
+                            [rounds[ri].results[i] for ri, i in rows], [rounds[ri].rollouts[i] for ri, i in rows],
+                            algo.process_verifier, tokenizer, G, mask.shape[1], algo.process_discount, piece_cache)
+                        advantages = advantages.unsqueeze(1) + algo.process_weight * process.to(advantages)  # [N, T]
+                        update_metrics |= m
                     if algo.overlong == "mask":
                         mask = overlong_mask(mask, batch.truncated)
                     if idle:
                         mask = torch.zeros_like(mask)
                     P, temp = batch.prompt_length, sampling.logprob_temperature
-                    chunks = micro_batches(batch.input_ids.shape[0], g.micro_batch_size)
+                    # micro-batches of whole groups, each cut to the columns its rows use (rlvr.grpo.update)
+                    chunks = plan_chunks(batch.attention_mask, P, G, g.micro_batch_size)
+                    # Dr. GRPO's constant normaliser defaults to the batch's width T, not a chunk's
+                    loss_cfg = replace(algo, norm_constant=algo.norm_constant or mask.shape[1])
 
                     # 5. reference log-probs (KL) and old log-probs (only when the batch is reused)
                     old_logprobs = ref_logprobs = None
@@ -443,22 +456,25 @@ def run(cfg: DictConfig) -> int:
                                 # DDP: all-reduce gradients once, on the last micro-batch
                                 with nullcontext() if k == len(chunks) - 1 else accelerator.no_sync(model):
                                     logprobs, entropy = token_logprobs_and_entropy(
-                                        model, batch.input_ids[c], batch.attention_mask[c], P, temp)  # [n, T] x2
+                                        model, c.inputs(batch.input_ids, P), c.inputs(batch.attention_mask, P),
+                                        P - c.start, temp)  # [n, T_c] x2
                                     loss, m = policy_loss(
-                                        logprobs, None if old_logprobs is None else old_logprobs[c],
-                                        batch.sampler_logprobs[c], advantages[c], mask[c], algo,
-                                        ref_logprobs=None if ref_logprobs is None else ref_logprobs[c],
+                                        logprobs, None if old_logprobs is None else c.completion(old_logprobs),
+                                        c.completion(batch.sampler_logprobs), c.completion(advantages),
+                                        c.completion(mask), loss_cfg,
+                                        ref_logprobs=None if ref_logprobs is None else c.completion(ref_logprobs),
                                         num_items=items)
                                     accelerator.backward(loss)
-                                m["loss"], m["entropy"] = loss.detach(), masked_mean(entropy.detach(), mask[c])
-                                stats.add(m, tokens=mask[c].sum().item())
+                                chunk_mask = c.completion(mask)  # [n, T_c]
+                                m["loss"], m["entropy"] = loss.detach(), masked_mean(entropy.detach(), chunk_mask)
+                                stats.add(m, tokens=chunk_mask.sum().item())
                             grad_norm = clip_gradients(accelerator, model, g.max_grad_norm)
                             optimizer.step()
                             scheduler.step()
                             stats.add_pass(grad_norm)
                         if world > 1:
                             stats.combine_ranks(accelerator)
-                        update_metrics = stats.result()
+                        update_metrics |= stats.result()
 
                 # 7. sync the rollout engine's weights (no-op for HF)
                 with timer("sync"):

@@ -4,16 +4,83 @@ clipping and the update statistics of one step.
 Micro-batches of one optimizer step share the full batch's loss denominator (``num_loss_items``), so their
 summed losses, and gradients, equal one big batch's; under DDP the denominator is the whole batch's over every
 rank (see "Processes" in ``rlvr.grpo.trainer``).
+
+Micro-batches are cut to their rows' lengths (``plan_chunks``): a batch is padded to its longest prompt and its
+longest completion, and on a CPU every padded column costs as much as a real one. Whole groups (G rows sharing a
+prompt, so ``rlvr.grpo.logprobs`` still runs the prompt once) are sorted by completion length and split where
+the padding saved outweighs one more forward/backward call; each chunk keeps only the columns its rows use. The
+loss is the same: padding is masked out, and the normalisers are the full batch's (``num_loss_items``, and the
+full width T for Dr. GRPO's constant, which the trainer passes explicitly).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
+# One more forward/backward call, in padded token slots it must save to pay for itself. Measured on the tiny
+# model (2 CPU threads, B16 x G16) with scripts/bench_grpo_vs_trl.py --mode speed: see plan_chunks.
+CHUNK_OVERHEAD_TOKENS = 256
 
-def micro_batches(n: int, size: int) -> list[slice]:
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+@dataclass
+class Chunk:
+    """One micro-batch: batch rows and the column window they need."""
+
+    rows: Any  # [n] long: batch rows, each group's rows consecutive and in batch order
+    start: int  # first input column any of these rows uses (columns before it are left padding in all of them)
+    width: int  # completion columns used (T_c <= T): every row's completion ends by then
+
+    def inputs(self, x: Any, prompt_length: int) -> Any:
+        """[N, L] -> [n, P - start + T_c] (input ids, attention mask)."""
+        return x[self.rows, self.start:prompt_length + self.width]
+
+    def completion(self, x: Any) -> Any:
+        """[N] -> [n], or [N, T] -> [n, T_c] (masks, log-probs, per-token advantages)."""
+        return x[self.rows] if x.dim() == 1 else x[self.rows, :self.width]
+
+
+def plan_chunks(attention_mask: Any, prompt_length: int, group_size: int, max_rows: int,
+                overhead: int = CHUNK_OVERHEAD_TOKENS) -> list[Chunk]:
+    """Micro-batches of at most ``max_rows`` rows for a prompt-major batch, attention_mask [N, L] (left-padded
+    prompts up to column P, right-padded completions), minimising padded token slots + ``overhead`` per chunk.
+
+    Units are whole groups when G <= max_rows (sorted by longest completion, then cut optimally by dynamic
+    programming over the sorted order); otherwise consecutive slices of ``max_rows`` rows in batch order. Either
+    way each chunk is trimmed to the columns its rows use.
+    """
+    import torch
+
+    n, p = attention_mask.shape[0], prompt_length
+    real = attention_mask.bool()
+    completion_len = real[:, p:].sum(dim=1)  # [N] real completion tokens (completions are right-padded)
+    prompt_start = p - real[:, :p].sum(dim=1)  # [N] first real prompt column (prompts are left-padded)
+
+    def chunk(rows: Any) -> Chunk:
+        return Chunk(rows, int(prompt_start[rows].min()), max(int(completion_len[rows].max()), 1))
+
+    if group_size > max_rows or n % group_size:
+        return [chunk(torch.arange(i, min(i + max_rows, n))) for i in range(0, n, max_rows)]
+    groups = torch.arange(n).view(-1, group_size)  # [B', G]
+    width = completion_len.view(-1, group_size).amax(dim=1)  # [B'] longest completion per group
+    span = p - prompt_start.view(-1, group_size).amin(dim=1)  # [B'] longest prompt per group
+    order = sorted(range(groups.shape[0]), key=lambda i: (int(width[i]), int(span[i])))
+    per_chunk = max_rows // group_size  # groups per chunk at most
+    # best[j]: least cost of chunking the first j sorted groups; cost = rows x (prompt span + completion width)
+    best, cut = [0.0] + [math.inf] * len(order), [0] * (len(order) + 1)
+    for j in range(1, len(order) + 1):
+        for i in range(max(0, j - per_chunk), j):
+            members = order[i:j]
+            cost = best[i] + overhead + len(members) * group_size * (
+                max(int(span[g]) for g in members) + max(int(width[g]) for g in members))
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    bounds, j = [], len(order)
+    while j > 0:
+        bounds.append((cut[j], j))
+        j = cut[j]
+    return [chunk(torch.cat([groups[g] for g in sorted(order[i:j])])) for i, j in reversed(bounds)]
 
 
 def num_loss_items(mask: Any, aggregation: str, accelerator: Any = None) -> float:
@@ -37,15 +104,20 @@ def num_loss_items(mask: Any, aggregation: str, accelerator: Any = None) -> floa
     return max(total.item(), 1.0) / accelerator.num_processes
 
 
-def frozen_logprobs(model: Any, batch: Any, chunks: list[slice], temperature: float) -> Any:
-    """[N, T] token log-probs of ``batch``'s completions under ``model``, no graph, one micro-batch at a time."""
+def frozen_logprobs(model: Any, batch: Any, chunks: list[Chunk], temperature: float) -> Any:
+    """[N, T] token log-probs of ``batch``'s completions under ``model``, no graph, one micro-batch at a time
+    (0 past each chunk's width, where every row is padding)."""
     import torch
 
     from rlvr.grpo.logprobs import token_logprobs
 
+    p = batch.prompt_length
+    out = torch.zeros(batch.completion_mask.shape, dtype=torch.float32, device=batch.input_ids.device)  # [N, T]
     with torch.no_grad():
-        return torch.cat([token_logprobs(model, batch.input_ids[c], batch.attention_mask[c], batch.prompt_length,
-                                         temperature) for c in chunks])  # n x [n_i, T] -> [N, T]
+        for c in chunks:
+            out[c.rows, :c.width] = token_logprobs(model, c.inputs(batch.input_ids, p), c.inputs(batch.attention_mask, p),
+                                                   p - c.start, temperature).float()  # [n, T_c]
+    return out
 
 
 def clip_gradients(accelerator: Any, model: Any, max_norm: float) -> float:

@@ -170,3 +170,15 @@ def test_micro_batching_does_not_change_the_update(tmp_path, preset):
     assert rows[8]["grad_norm"] > 0
     for key in ("loss", "loss/pg", "grad_norm", "entropy", "clip/frac", "tokens"):
         assert rows[1][key] == pytest.approx(rows[8][key], rel=1e-4, abs=1e-7), key
+
+
+def test_process_supervision_runs_inside_the_loop(tmp_path):
+    """``algo.process_verifier``: the step scores reach the update as [N, T] advantages and are logged."""
+    run = tmp_path / "process"
+    assert main(["grpo", f"output_dir={run}", "grpo.max_steps=1", "grpo.save_every=0", "grpo.eval_every=0",
+                 "algo=grpo", "algo.overlong=penalty", "algo.overlong_buffer=16", "seed=1",
+                 "task.verifiers=[math,{name:arith_steps,weight:0}]", "algo.process_verifier=arith_steps",
+                 "algo.process_discount=0", *TINY]) == 0
+    (row,) = read_metrics(run / "metrics.jsonl")
+    assert row["process/scored_frac"] == 1.0  # every arith completion is scored, even with no line in it
+    assert "process/steps_per_completion" in row and row["grad_norm"] > 0

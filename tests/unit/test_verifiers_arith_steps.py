@@ -49,3 +49,15 @@ def test_registered_and_arith_samples_carry_the_program():
     sample = task.samples("test_ops3", limit=1)[0]
     ok = load("arith_steps")(sample.solution, sample.answer, meta=sample.meta)
     assert ok.score == 1.0  # the reference trace is fully correct
+
+
+def test_steps_give_each_lines_verdict_and_where_it_ends(verifier):
+    completion = "<think>\n88+9=96\n96-4=92\n92+1=93\n</think>\n\\boxed{93}"
+    result = verifier(completion, "93", meta=PROGRAM)
+    assert [score for _, score in result.steps] == [0.0, 1.0, 0.0]  # line 3 is past the last operation
+    assert [completion[:end].rsplit("\n", 1)[-1] for end, _ in result.steps] == ["88+9=96", "96-4=92", "92+1=93"]
+    assert result.score == pytest.approx(1 / 3)
+
+
+def test_no_lines_no_steps(verifier):
+    assert verifier("<think>\nhmm\n</think>\n\\boxed{93}", "93", meta=PROGRAM).steps == ()
