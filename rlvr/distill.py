@@ -166,7 +166,7 @@ def run(cfg: DictConfig) -> int:
     from rich.console import Console
 
     from rlvr.grpo.scoring import primary_key
-    from rlvr.grpo.trainer import choose_engine
+    from rlvr.grpo.validation import choose_engine
     from rlvr.models import load_model_and_tokenizer
     from rlvr.rewards import RewardRuntime, RewardsConfig
     from rlvr.rollout.base import SamplingParams, build_engine

@@ -128,7 +128,7 @@ def upstream(cfg: DictConfig, stage: str, run: Path) -> list[str]:
 def _validators() -> dict[str, Callable[[DictConfig], list[Problem]]]:
     from rlvr.distill import validate as distill_validate
     from rlvr.evaluate import validate as eval_validate
-    from rlvr.grpo.trainer import validate as grpo_validate
+    from rlvr.grpo.validation import validate as grpo_validate
     from rlvr.sft import validate as sft_validate
 
     return {"distill": distill_validate, "sft": sft_validate, "grpo": grpo_validate, "eval": eval_validate}

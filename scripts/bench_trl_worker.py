@@ -24,7 +24,7 @@ def trl_worker(spec: RunSpec) -> dict[str, Any]:
     from trl import GRPOConfig, GRPOTrainer
 
     from rlvr.config import ModelConfig, TaskConfig
-    from rlvr.grpo.trainer import PromptStream
+    from rlvr.grpo.loop_parts import PromptStream
     from rlvr.models import load_model, load_tokenizer
     from rlvr.rewards import RewardRuntime, RewardsConfig
     from rlvr.rollout.hf import render_prompt

@@ -378,7 +378,7 @@ class VLLMEngine(RolloutEngine):
         return time.perf_counter() - start
 
     def load_weights(self, policy: Any) -> None:
-        """The trainer's hook name (``rlvr.grpo.trainer.sync_weights`` calls ``engine.load_weights(policy)``)."""
+        """The trainer's hook name (``rlvr.grpo.loop_parts.sync_weights`` calls ``engine.load_weights(policy)``)."""
         self.sync_weights(policy)
 
     # ------------------------------------------------------------------------------------------ memory

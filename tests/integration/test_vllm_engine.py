@@ -238,8 +238,8 @@ def test_sync_weights_updates_engine_and_resets_prefix_cache(tiny, engine, sampl
 
 
 def test_trainer_hook_and_sleep_noop_on_cpu(tiny, engine, samples):
-    """``rlvr.grpo.trainer.sync_weights(engine, policy)`` reaches ``load_weights``; sleep/wake are safe to call."""
-    from rlvr.grpo.trainer import sync_weights
+    """``rlvr.grpo.loop_parts.sync_weights(engine, policy)`` reaches ``load_weights``; sleep/wake are safe to call."""
+    from rlvr.grpo.loop_parts import sync_weights
     from rlvr.rollout.base import SamplingParams
 
     model, _ = tiny

@@ -56,7 +56,7 @@ def test_unknown_rollout_engine_lists_the_valid_ones(capsys):
 def test_auto_engine_is_hf_without_cuda():
     import torch
 
-    from rlvr.grpo.trainer import choose_engine
+    from rlvr.grpo.validation import choose_engine
 
     if torch.cuda.is_available():
         pytest.skip("CPU-only check")
@@ -72,7 +72,7 @@ def test_grpo_help_lists_grpo_algo_and_rewards_keys(capsys):
 
 # ------------------------------------------------------------------------------------------------ helpers
 def test_prompt_stream_resumes_at_its_position_and_reshuffles_per_epoch():
-    from rlvr.grpo.trainer import PromptStream
+    from rlvr.grpo.loop_parts import PromptStream
 
     items = list(range(10))
     full = PromptStream(items, seed=3).take(25)
@@ -100,7 +100,7 @@ def test_checkpoint_listing_ignores_half_written_folders_and_truncate_keeps_earl
 
 # ------------------------------------------------------------------------------------------------ the loop
 def test_two_grpo_steps_write_the_metrics_contract_samples_and_checkpoints(tmp_path, capsys):
-    from rlvr.grpo.trainer import PHASES
+    from rlvr.grpo.loop_parts import PHASES
 
     run = tmp_path / "grpo"
     # algo=grpo: KL to a reference (exercises the logprob phase); the overlong ramp over the whole budget makes
