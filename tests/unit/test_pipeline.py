@@ -46,6 +46,16 @@ def test_defaults_are_the_demo_on_the_tiny_model():
     assert cfg.grpo.budget_eval_every == 0  # the eval stage sweeps instead
 
 
+def test_the_demos_grpo_stage_gets_process_supervision_and_the_eval_stage_math_alone(tmp_path):
+    cfg = pipeline_cfg(tmp_path)
+    run = Path(cfg.output_dir)
+    grpo, ev = stage_config(cfg, "grpo", run), stage_config(cfg, "eval", run)
+    assert (grpo.grpo.prompts_per_step, grpo.grpo.group_size) == (32, 16)
+    assert grpo.algo.process_verifier == "arith_steps" and grpo.algo.process_discount == 0
+    assert OmegaConf.to_container(grpo.task.verifiers) == ["math", {"name": "arith_steps", "weight": 0}]
+    assert list(ev.task.verifiers) == []  # the task's own: math
+
+
 def test_stage_configs_share_fields_take_their_section_and_only_their_overrides(tmp_path):
     cfg = pipeline_cfg(tmp_path, "seed=7", "sft.max_steps=11", "grpo.max_steps=5", "eval.n=6",
                        'pipeline.stage_overrides.sft=["task.arith.max_ops=2"]')
