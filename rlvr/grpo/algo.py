@@ -72,7 +72,9 @@ class AlgoConfig:
                                                 "arith_steps) become token-level advantages added to the outcome "
                                                 "advantage: process supervision, DeepSeekMath 2402.03300 sec. 4.1.3 "
                                                 "(rlvr.grpo.process). Credits a correct step even in a failed "
-                                                "completion; None = outcome advantages only")
+                                                "completion; None = outcome advantages only. Tiny arith model, 32 x "
+                                                "16 rollouts, 100 steps: 3-op +11 to +15 points in six runs "
+                                                "(docs/experiments/grpo_tiny_arith.md)")
     process_weight: float = opt(1.0, "scale of the process advantage added to the outcome one (the paper uses "
                                      "process alone; here both: the outcome term still rewards the final answer)")
     process_discount: float = opt(1.0, "gamma: a token in step k gets sum_j>=k gamma^(j-k) of the normalised step "
