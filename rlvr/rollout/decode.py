@@ -216,11 +216,16 @@ class _FusedStep:
         rows, p = attention_mask.shape
         self.col = p  # the column the next token's key/value goes to
         self.keys, self.values = [], []
+        # Left-padding columns are masked below, but their keys/values must be finite: a fully masked query row
+        # (a padding position) can come out of a fused attention kernel as NaN, the next layer projects that into
+        # its cache, and 0 attention weight x NaN value is NaN in the matmul with the values.
+        real = attention_mask.bool()[:, None, :, None]  # [A, 1, P, 1]
         for layer in cache.layers:
             k, v = layer.keys, layer.values  # [A, KVH, P, d]
             kbuf = k.new_empty((rows, k.shape[1], p + t_max, k.shape[3]), dtype=torch.float32)  # [A, KVH, P+T, d]
             vbuf = v.new_empty((rows, v.shape[1], p + t_max, v.shape[3]), dtype=torch.float32)
-            kbuf[:, :, :p], vbuf[:, :, :p] = k, v
+            kbuf[:, :, :p] = torch.where(real, k, torch.zeros((), dtype=k.dtype, device=k.device))
+            vbuf[:, :, :p] = torch.where(real, v, torch.zeros((), dtype=v.dtype, device=v.device))
             self.keys.append(kbuf)
             self.values.append(vbuf)
         self.kv_heads = self.keys[0].shape[1]

@@ -354,3 +354,30 @@ def test_bf16_model_attention_in_fp32(tiny, samples):
         gap = ((recomputed - batch.sampler_logprobs) * batch.completion_mask).abs()
         gaps[name] = (gap.sum() / batch.completion_mask.sum()).item()
     assert gaps["fused"] < max(3 * gaps["generate"], 2e-3), gaps
+
+
+def test_fused_step_ignores_non_finite_keys_values_in_padding_columns(tiny):
+    """A padding column's cached key/value may be NaN (a fully masked query row out of a fused attention kernel:
+    the suspected cause of a device-side assert in bf16 rollouts on CUDA); it is masked, so the step's logits
+    must not change."""
+    from transformers import DynamicCache
+
+    from rlvr.rollout.decode import _FusedStep, _left_pad
+
+    model, tok = tiny
+    ids, mask = _left_pad([[5, 6, 7, 8, 9], [10, 11]], pad_id=tok.pad_token_id, device="cpu")  # row 1: 3 pad columns
+    position = (mask.cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        def step_logits(poison: bool):
+            cache = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True,
+                          past_key_values=DynamicCache()).past_key_values
+            if poison:
+                for layer in cache.layers:
+                    layer.keys[1, :, :3] = float("nan")
+                    layer.values[1, :, :3] = float("inf")
+            step = _FusedStep(model, cache, mask, t_max=4)
+            return step(torch.tensor([12, 13]), position[:, -1] + 1)  # [2, V]
+
+        clean, poisoned = step_logits(False), step_logits(True)
+    assert torch.isfinite(poisoned).all()
+    assert torch.allclose(clean, poisoned)
