@@ -55,8 +55,10 @@ def test_every_stage_leaves_its_artefacts_and_grpo_does_not_lower_accuracy(finis
     grpo_cfg = yaml.safe_load((run / "grpo" / "config.yaml").read_text())
     assert grpo_cfg["task"]["arith"]["max_ops"] == 3
     assert grpo_cfg["model"]["name_or_path"] == str(run / "sft" / "final")  # GRPO continued from SFT
-    # the demo's GRPO-only reward (its pipeline.stage_overrides.grpo): the process reward joins the outcome reward
-    assert grpo_cfg["task"]["verifiers"] == ["math", "arith_steps"]
+    # the demo's GRPO-only verifiers (its pipeline.stage_overrides.grpo): arith_steps out of the reward (weight 0),
+    # its per-line verdicts as token-level advantages (algo.process_verifier)
+    assert grpo_cfg["task"]["verifiers"] == ["math", {"name": "arith_steps", "weight": 0}]
+    assert grpo_cfg["algo"]["process_verifier"] == "arith_steps"
     assert yaml.safe_load((run / "config.yaml").read_text())["task"]["verifiers"] == []  # eval judges by math alone
     summary = json.loads((run / "summary.json").read_text())
     assert [s["status"] for s in summary["stages"].values()] == ["ran"] * 4
@@ -68,6 +70,7 @@ def test_every_stage_leaves_its_artefacts_and_grpo_does_not_lower_accuracy(finis
     assert after >= before - 1 / 8, (before, after)  # 3 tiny steps must not lose more than one problem in 8
     rows = [json.loads(line) for line in (run / "grpo" / "metrics.jsonl").open()]
     assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(r["process/scored_frac"] == 1.0 for r in rows)  # every completion's lines were judged
     # the pipeline's card tells the whole chain, with the contamination check run before GRPO
     card = json.loads((run / "provenance.json").read_text())
     stages = []
