@@ -11,17 +11,17 @@ import sys
 
 # name -> (module with a ``main(argv) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "card": ("rlvr.runcard", "print a run's card (RUNCARD.md): models, data, verifiers, recipe, lineage, eval"),
-    "check-contamination": ("rlvr.contamination", "n-gram overlap between a task's training prompts and eval sets"),
-    "diff-runs": ("rlvr.diff_runs", "what differs between two runs' recipes, data, verifiers and model hashes"),
-    "distill": ("rlvr.distill", "rejection sampling: sample a model, keep verified-correct traces as SFT data"),
-    "eval": ("rlvr.evaluate", "accuracy vs thinking budget (pass@1, pass@k, maj@k) per checkpoint and split"),
-    "grpo": ("rlvr.grpo.trainer", "GRPO on a task's verifiable rewards (from an SFT checkpoint or any model)"),
+    "card": ("rlvr.runs.runcard", "print a run's card (RUNCARD.md): models, data, verifiers, recipe, lineage, eval"),
+    "check-contamination": ("rlvr.runs.contamination", "n-gram overlap between a task's training prompts and eval sets"),
+    "diff-runs": ("rlvr.runs.diff_runs", "what differs between two runs' recipes, data, verifiers and model hashes"),
+    "distill": ("rlvr.train.distill", "rejection sampling: sample a model, keep verified-correct traces as SFT data"),
+    "eval": ("rlvr.eval.sweep", "accuracy vs thinking budget (pass@1, pass@k, maj@k) per checkpoint and split"),
+    "grpo": ("rlvr.train.grpo", "GRPO on a task's verifiable rewards (from an SFT checkpoint or any model)"),
     "pipeline": ("rlvr.pipeline", "distill -> sft -> grpo -> eval -> plot in one run directory, resumable"),
-    "plot": ("rlvr.plots", "train-time vs test-time scaling plots from a run's budget sweeps (PNG + wandb)"),
-    "sft": ("rlvr.sft", "cold-start supervised fine-tuning on reasoning traces (TRL SFTTrainer)"),
+    "plot": ("rlvr.eval.plots", "train-time vs test-time scaling plots from a run's budget sweeps (PNG + wandb)"),
+    "sft": ("rlvr.train.sft", "cold-start supervised fine-tuning on reasoning traces (TRL SFTTrainer)"),
     "tasks": ("rlvr.tasks.cli", "list tasks, or render a sample prompt and reference answer of one"),
-    "verify": ("rlvr.verify_cli", "score a jsonl of completions with any verifier"),
+    "verify": ("rlvr.rewards.verify_cli", "score a jsonl of completions with any verifier"),
 }
 
 

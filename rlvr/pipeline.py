@@ -45,7 +45,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 
 from rlvr.config import PIPELINE_STAGES, DistillRunConfig, EvalRunConfig, GRPORunConfig, SFTRunConfig
-from rlvr.config_loading import Problem, default_output_dir, run_command, validate_common
+from rlvr.config.loading import Problem, default_output_dir, run_command, validate_common
 
 STAGE_SCHEMAS: dict[str, type] = {"distill": DistillRunConfig, "sft": SFTRunConfig, "grpo": GRPORunConfig,
                                   "eval": EvalRunConfig}
@@ -82,7 +82,7 @@ def apply_overrides(node: DictConfig, entries: Any) -> tuple[DictConfig, list[tu
     """Merge each ``key=value`` into the stage config; (config with the good ones, [(entry, why)] of the bad)."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from rlvr.config_loading import _clean_hydra_message
+    from rlvr.config.loading import _clean_hydra_message
 
     bad = []
     for entry in list(entries or []):
@@ -126,10 +126,10 @@ def upstream(cfg: DictConfig, stage: str, run: Path) -> list[str]:
 
 
 def _validators() -> dict[str, Callable[[DictConfig], list[Problem]]]:
-    from rlvr.distill import validate as distill_validate
-    from rlvr.evaluate import validate as eval_validate
-    from rlvr.grpo.validation import validate as grpo_validate
-    from rlvr.sft import validate as sft_validate
+    from rlvr.train.distill import validate as distill_validate
+    from rlvr.eval.sweep import validate as eval_validate
+    from rlvr.train.grpo_validation import validate as grpo_validate
+    from rlvr.train.sft import validate as sft_validate
 
     return {"distill": distill_validate, "sft": sft_validate, "grpo": grpo_validate, "eval": eval_validate}
 
@@ -197,7 +197,7 @@ def grpo_done(run: Path, max_steps: int) -> bool:
 def eval_checkpoints(run: Path, stage_cfg: DictConfig) -> list:
     """The models the eval stage sweeps: the SFT model ("sft"), then GRPO's checkpoints per ``eval.checkpoints``
     ("grpo step N"); with neither, the configured model itself."""
-    from rlvr.run_dirs import Checkpoint, describe_model, run_checkpoints
+    from rlvr.runs.layout import Checkpoint, describe_model, run_checkpoints
 
     out = []
     sft_final, grpo = run / "sft" / "final", run / "grpo"
@@ -250,8 +250,8 @@ def sweep_is_current(path: Path, ckpt: Any, stage_cfg: DictConfig, splits: list[
 
 
 def plots_current(run: Path) -> bool:
-    from rlvr.evaluate import SWEEP_PREFIX
-    from rlvr.plots import PLOTS
+    from rlvr.eval.sweep import SWEEP_PREFIX
+    from rlvr.eval.plots import PLOTS
 
     sweeps = list((run / "eval").glob(f"{SWEEP_PREFIX}*.json"))
     pngs = [run / "plots" / f"{name}.png" for name in PLOTS]
@@ -262,36 +262,36 @@ def plots_current(run: Path) -> bool:
 
 # ------------------------------------------------------------------------------------------------ stages
 def run_distill(stage_cfg: DictConfig, run: Path, console: Any) -> int:
-    from rlvr.distill import run as distill_run
+    from rlvr.train.distill import run as distill_run
 
     return distill_run(stage_cfg)
 
 
 def run_sft(stage_cfg: DictConfig, run: Path, console: Any) -> int:
-    from rlvr.sft import run as sft_run
+    from rlvr.train.sft import run as sft_run
 
     return sft_run(stage_cfg)
 
 
 def run_grpo(stage_cfg: DictConfig, run: Path, console: Any) -> int:
-    from rlvr.grpo.trainer import run as grpo_run
+    from rlvr.train.grpo import run as grpo_run
 
     return grpo_run(stage_cfg)
 
 
 def eval_splits(stage_cfg: DictConfig, task: Any) -> list[str]:
-    from rlvr.heldout import default_eval_splits
+    from rlvr.eval.heldout import default_eval_splits
 
     return list(stage_cfg.eval.splits) or default_eval_splits(task)
 
 
 def run_eval(stage_cfg: DictConfig, run: Path, console: Any) -> int:
-    """Sweep every model of :func:`eval_checkpoints` whose sweep file is missing or stale (``rlvr.evaluate``)."""
+    """Sweep every model of :func:`eval_checkpoints` whose sweep file is missing or stale (``rlvr.eval.sweep``)."""
     import torch
 
-    from rlvr.evaluate import SWEEP_PREFIX, print_table, sweep_checkpoint
+    from rlvr.eval.sweep import SWEEP_PREFIX, print_table, sweep_checkpoint
     from rlvr.models import load_model_and_tokenizer
-    from rlvr.rewards import RewardRuntime, RewardsConfig
+    from rlvr.rewards.runtime import RewardRuntime, RewardsConfig
     from rlvr.tasks import build_task
 
     e = stage_cfg.eval
@@ -323,7 +323,7 @@ def run_eval(stage_cfg: DictConfig, run: Path, console: Any) -> int:
     finally:
         runtime.close()
     print_table(rows, console)
-    from rlvr.provenance import task_datasets, write_stage_card
+    from rlvr.runs.provenance import task_datasets, write_stage_card
 
     parent = next((c for c in (stage_dir(run, s) / "final" / "provenance.json" for s in ("grpo", "sft"))
                    if c.exists()), None)
@@ -334,7 +334,7 @@ def run_eval(stage_cfg: DictConfig, run: Path, console: Any) -> int:
 
 
 def run_plot(cfg: DictConfig, run: Path, console: Any) -> int:
-    from rlvr.plots import _wandb_tracker, make_plots
+    from rlvr.eval.plots import _wandb_tracker, make_plots
 
     tracker = None
     try:
@@ -356,7 +356,7 @@ RUNNERS: dict[str, Callable[[DictConfig, Path, Any], int]] = {
 
 def stage_done(stage: str, cfg: DictConfig, stage_cfg: DictConfig | None, run: Path) -> bool:
     if stage == "distill":
-        from rlvr.distill import is_done
+        from rlvr.train.distill import is_done
 
         return is_done(run / "distill", stage_cfg)
     if stage == "sft":
@@ -364,7 +364,7 @@ def stage_done(stage: str, cfg: DictConfig, stage_cfg: DictConfig | None, run: P
     if stage == "grpo":
         return grpo_done(run, stage_cfg.grpo.max_steps)
     if stage == "eval":
-        from rlvr.evaluate import SWEEP_PREFIX
+        from rlvr.eval.sweep import SWEEP_PREFIX
         from rlvr.tasks import build_task
 
         task = build_task(stage_cfg.task, data_dir=stage_cfg.data_dir)
@@ -391,7 +391,7 @@ def _heldout(path: Path) -> dict[str, dict[str, float]]:
 
 def collect_summary(run: Path, stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Everything the final report shows, from the files the stages wrote (so it also works after a resume)."""
-    from rlvr.evaluate import SWEEP_PREFIX
+    from rlvr.eval.sweep import SWEEP_PREFIX
 
     out: dict[str, Any] = {"run": str(run), "stages": stages}
     sft = _heldout(run / "sft" / "eval" / "sft_heldout.json")
@@ -543,7 +543,7 @@ def run(cfg: DictConfig) -> int:
 def check_contamination_before_grpo(cfg: DictConfig, grpo_cfg: DictConfig, run: Path, console: Any) -> None:
     """n-gram overlap of GRPO's training prompts with ``cfg.contamination.eval_sets``, into
     ``<run>/grpo/contamination.json`` (the GRPO run card picks it up from there). A report, never a blocker."""
-    from rlvr.contamination import check_task
+    from rlvr.runs.contamination import check_task
 
     try:
         report = check_task(grpo_cfg.task, grpo_cfg.data_dir, cfg.contamination, stage_dir(run, "grpo"))
@@ -561,7 +561,7 @@ def check_contamination_before_grpo(cfg: DictConfig, grpo_cfg: DictConfig, run: 
 def write_pipeline_card(cfg: DictConfig, run: Path, summary: dict[str, Any], console: Any) -> None:
     """RUNCARD.md + provenance.json in the run folder: the pipeline's own record, its parent the newest stage card
     (eval -> grpo -> sft), so ``rlvr card <run>`` tells the whole chain."""
-    from rlvr.provenance import collect, write_run_card
+    from rlvr.runs.provenance import collect, write_run_card
 
     cards = [run / "eval" / "provenance.json", stage_dir(run, "grpo") / "final" / "provenance.json",
              stage_dir(run, "sft") / "final" / "provenance.json"]

@@ -1,7 +1,7 @@
 """SandboxConfig: every knob of code execution in one dataclass, each with the trade-off it controls.
 
 The defaults suit GRPO on code (HumanEval/MBPP-sized programs, thousands of runs per step on a few cores).
-Hydra wiring lives in rlvr/config.py; this module has no dependency on it.
+Hydra wiring lives in rlvr/config/schema.py; this module has no dependency on it.
 """
 
 from __future__ import annotations

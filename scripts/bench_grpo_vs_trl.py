@@ -12,7 +12,7 @@ What runs
 Every run is a fresh subprocess (so runs cannot share warm caches, allocator state or a vLLM engine):
 - ours: ``python -m rlvr.cli grpo ...`` (the real command line; the overrides are in ``ours_overrides``);
 - TRL: this script with ``--worker trl`` -> ``trl.GRPOTrainer`` (``trl_config_kwargs``), the same prompts in the
-  same order, a reward function that calls the same reward runtime (``rlvr.rewards.RewardRuntime``: our ``math``
+  same order, a reward function that calls the same reward runtime (``rlvr.rewards.runtime.RewardRuntime``: our ``math``
   verifier in its process pool, ``rewards.num_workers`` = ``--reward-workers`` on both sides).
 
 Identical on both sides: the model folder (default: the embedded tiny model built by ``rlvr.models``; or
@@ -52,7 +52,7 @@ does not favour one side. Phases: ours from ``time/<phase>``; TRL by timing ``_g
 ``--mode accuracy``
 -------------------
 One run each (``--steps``, default 100) from ``--model``, then greedy held-out accuracy per operation count
-(``rlvr.heldout.evaluate_heldout`` on ``default_eval_splits``: test_ops1..4, the same ``--eval-problems``
+(``rlvr.eval.heldout.evaluate_heldout`` on ``default_eval_splits``: test_ops1..4, the same ``--eval-problems``
 problems, ``--eval-max-new-tokens``, judged by the ``math`` verifier) for the start model and both results. Also
 the fraction of zero-reward-std groups per step: TRL's logged ``frac_reward_zero_std``, our
 ``groups/zero_std_frac``, and mean reward per step.
@@ -406,7 +406,7 @@ def evaluate_model(folder: str, args) -> list[dict[str, Any]]:
     import torch
 
     from rlvr.config import ModelConfig, TaskConfig
-    from rlvr.heldout import default_eval_splits, evaluate_heldout
+    from rlvr.eval.heldout import default_eval_splits, evaluate_heldout
     from rlvr.models import load_model_and_tokenizer
     from rlvr.tasks import build_task
     from rlvr.verifiers import load as load_verifier

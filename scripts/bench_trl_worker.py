@@ -24,9 +24,9 @@ def trl_worker(spec: RunSpec) -> dict[str, Any]:
     from trl import GRPOConfig, GRPOTrainer
 
     from rlvr.config import ModelConfig, TaskConfig
-    from rlvr.grpo.loop_parts import PromptStream
+    from rlvr.train.loop_parts import PromptStream
     from rlvr.models import load_model, load_tokenizer
-    from rlvr.rewards import RewardRuntime, RewardsConfig
+    from rlvr.rewards.runtime import RewardRuntime, RewardsConfig
     from rlvr.rollout.hf import render_prompt
     from rlvr.tasks import build_task
 

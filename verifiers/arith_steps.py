@@ -14,7 +14,7 @@ applies the prompt's i-th operation and operand, starts from the start value (li
 line's result, and states the right result. Extra lines count against the score; a missing line scores 0.
 ``None`` (does not apply) for samples without ``meta["program"]`` (other tasks), so it can sit in a mixed batch.
 ``steps`` gives each line's verdict (1 or 0) and where the line ends, for token-level credit
-(``algo.process_verifier=arith_steps``, rlvr.grpo.process).
+(``algo.process_verifier=arith_steps``, rlvr.algo.process).
 
 Measured (tiny model from a 1,000-step SFT checkpoint, 100 GRPO steps, B=8 x G=8, on an H200): adding it to the
 reward (``task.verifiers=[math,arith_steps]``, or alone) did not stop held-out accuracy from falling either —

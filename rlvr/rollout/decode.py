@@ -5,7 +5,7 @@ What one call does (``decode``): rows = token prefixes, each continued by up to 
 1. Prefill once per *distinct* prefix: the G completions of a prompt share one prefix, so the prompt's forward runs
    once and its KV cache rows are copied G times (``Cache.batch_select_indices``), instead of G identical
    forwards. Prefixes are left-padded; ``position_ids`` come from the attention mask (cumsum - 1, as
-   ``generate`` and ``rlvr.grpo.logprobs`` compute them), and only the last position's logits are computed.
+   ``generate`` and ``rlvr.algo.logprobs`` compute them), and only the last position's logits are computed.
 2. Per step, one forward of the last sampled token of every unfinished row against the KV cache. Two ways:
    ``_FusedStep`` for the Llama family (Llama/SmolLM, Qwen2/2.5, Qwen3, Mistral without sliding window:
    ``fused_support``) runs the model's own modules layer by layer but keeps the KV cache in buffers allocated once
@@ -40,7 +40,7 @@ prefill. ``HFEngine(decoder="auto")`` then falls back to ``generate``.
 
 Numerics: the fused step computes attention as eager attention does (``q k^T * scaling``, fp32 softmax, ``@ v``),
 the model's forward uses its configured kernel (SDPA): both agree with teacher forcing
-(``rlvr.grpo.logprobs``) to ~1e-6 in fp32, and greedy decoding gives ``generate``'s tokens.
+(``rlvr.algo.logprobs``) to ~1e-6 in fp32, and greedy decoding gives ``generate``'s tokens.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ Which distribution the logprobs refer to
 ``Rollout.logprobs[t] = log softmax(z_t / tau)[y_t]`` where ``z_t`` are the model's raw fp32 logits at step t,
 ``y_t`` the sampled token and ``tau = params.temperature`` (``tau = 1`` for greedy decoding, i.e. the raw
 model). Top-p truncation is *not* folded in: the logprob is that of the tempered full distribution, the same
-quantity ``rlvr.grpo.logprobs.token_logprobs(..., temperature=tau)`` recomputes with teacher forcing, so
+quantity ``rlvr.algo.logprobs.token_logprobs(..., temperature=tau)`` recomputes with teacher forcing, so
 sampler and trainer logprobs are comparable token for token (with ``top_p=1`` it is exactly the sampling
 distribution). This matches verl's convention (logits divided by temperature in the trainer) and vLLM's
 ``logprobs_mode="processed_logprobs"`` without top-p.

@@ -18,7 +18,7 @@ Which distribution the logprobs refer to
 ----------------------------------------
 ``Rollout.logprobs[t] = log softmax(z_t / tau)[y_t]`` with ``z_t`` the engine's fp32 logits and ``tau =
 params.temperature`` (the raw model, ``tau = 1``, for greedy) — HFEngine's convention and what
-``rlvr.grpo.logprobs.token_logprobs(..., temperature=tau)`` recomputes. It is vLLM's
+``rlvr.algo.logprobs.token_logprobs(..., temperature=tau)`` recomputes. It is vLLM's
 ``logprobs_mode="processed_logprobs"`` (log-softmax after temperature; for an all-greedy batch vLLM returns the
 log-softmax of the untempered logits). vLLM's default, ``raw_logprobs``, is the untempered model, which would be
 off by the temperature whenever ``tau != 1``.
@@ -378,7 +378,7 @@ class VLLMEngine(RolloutEngine):
         return time.perf_counter() - start
 
     def load_weights(self, policy: Any) -> None:
-        """The trainer's hook name (``rlvr.grpo.loop_parts.sync_weights`` calls ``engine.load_weights(policy)``)."""
+        """The trainer's hook name (``rlvr.train.loop_parts.sync_weights`` calls ``engine.load_weights(policy)``)."""
         self.sync_weights(policy)
 
     # ------------------------------------------------------------------------------------------ memory

@@ -11,7 +11,7 @@ import json
 
 from omegaconf import DictConfig
 
-from rlvr.config_loading import run_command
+from rlvr.config.loading import run_command
 
 
 def _source_hint(task) -> str:

@@ -10,8 +10,8 @@ component alone (``verifiers``, ``path``, ``system_prompt``, ``arith``, ...). Ot
 format, system prompt, data) are inherited from the mix's own config; ``path``/``hub_id`` are not.
 
 Per-row verifier choice needs nothing special: a ``Sample`` carries its verifier specs, and the reward runtime
-and the GRPO scorer (``rlvr.grpo.scoring``) score each row with its own, so math, code and format verifiers share
-a batch. Each row's ``meta["task"]`` names its component; ``rlvr.grpo.scoring.reward_metrics`` turns that into
+and the GRPO scorer (``rlvr.rewards.scoring``) score each row with its own, so math, code and format verifiers share
+a batch. Each row's ``meta["task"]`` names its component; ``rlvr.rewards.scoring.reward_metrics`` turns that into
 ``task/<name>/accuracy|reward|frac`` per step.
 
 Splits:
@@ -46,7 +46,7 @@ class Component:
         if split in self.splits:
             return self.splits[split]
         if split == "test":
-            from rlvr.heldout import default_eval_splits
+            from rlvr.eval.heldout import default_eval_splits
 
             return default_eval_splits(self.task)[0]
         return split
@@ -141,7 +141,7 @@ class MixTask(Task):
         return ["train", "test", *own]
 
     def default_eval_splits(self) -> list[str]:
-        from rlvr.heldout import default_eval_splits
+        from rlvr.eval.heldout import default_eval_splits
 
         return [f"{c.name}/{s}" for c in self.components for s in default_eval_splits(c.task)]
 

@@ -1,6 +1,6 @@
 """``rlvr grpo`` under ``accelerate launch`` with 2 processes (DDP over gloo on CPU, loopback only).
 
-One run exercises every multi-process rule of the trainer (see "Processes" in ``rlvr.grpo.trainer``): DAPO with
+One run exercises every multi-process rule of the trainer (see "Processes" in ``rlvr.train.grpo``): DAPO with
 dynamic sampling and a test verifier that scores by rank — rank 0's groups are mixed (informative), rank 1's
 completions all score 0, so rank 1 never keeps a group. Without the joint stopping rule and the idle rank's
 zero-gradient update, DDP's all-reduce would deadlock (the subprocess timeout catches that). Then a second launch
@@ -21,7 +21,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlvr.tracking import read_metrics
+from rlvr.runs.tracking import read_metrics
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from rlvr.tracking import read_metrics
+from rlvr.runs.tracking import read_metrics
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from rlvr.cli import main
-from rlvr.tracking import read_metrics
+from rlvr.runs.tracking import read_metrics
 
 pytestmark = [
     pytest.mark.vllm,

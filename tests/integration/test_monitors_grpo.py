@@ -22,8 +22,8 @@ import pytest
 
 from rlvr.cli import main
 from rlvr.config import MonitorConfig
-from rlvr.grpo.monitors import replay_samples
-from rlvr.tracking import read_metrics
+from rlvr.train.monitors import replay_samples
+from rlvr.runs.tracking import read_metrics
 
 pytestmark = pytest.mark.slow
 

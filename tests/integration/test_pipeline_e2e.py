@@ -87,7 +87,7 @@ def test_every_stage_leaves_its_artefacts_and_grpo_does_not_lower_accuracy(finis
 
 
 def test_diff_runs_between_two_pipelines_names_the_one_override(finished, tmp_path, capsys):
-    from rlvr.diff_runs import diff
+    from rlvr.runs.diff_runs import diff
 
     run, _ = finished
     other = tmp_path / "other"

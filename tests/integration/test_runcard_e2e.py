@@ -8,8 +8,8 @@ import json
 import pytest
 
 from rlvr.cli import main
-from rlvr.diff_runs import diff
-from rlvr.fingerprints import model_hash
+from rlvr.runs.diff_runs import diff
+from rlvr.runs.fingerprints import model_hash
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from rlvr.cli import main
-from rlvr.tracking import read_metrics
+from rlvr.runs.tracking import read_metrics
 
 pytestmark = pytest.mark.slow
 

@@ -104,7 +104,7 @@ def test_greedy_budget_forcing_matches_hf(tagged, engine, samples, b, b_min):
 
 def test_sampled_logprobs_match_teacher_forcing(tagged, engine, samples):
     """Resumed phases are scored like one sequence: vLLM logprobs = HF teacher forcing on sampled tokens."""
-    from rlvr.grpo.logprobs import token_logprobs
+    from rlvr.algo.logprobs import token_logprobs
     from rlvr.rollout.types import RolloutBatch
 
     model, _ = tagged

@@ -66,7 +66,7 @@ def _hf(tiny):
 
 def _teacher_forced(model, rollouts, n, pad_id, temperature):
     """([N, T] HF logprobs of the sampled tokens, [N, T] sampler logprobs, [N, T] mask)."""
-    from rlvr.grpo.logprobs import token_logprobs
+    from rlvr.algo.logprobs import token_logprobs
     from rlvr.rollout.types import RolloutBatch
 
     batch = RolloutBatch.from_rollouts(rollouts, group_size=n, pad_token_id=pad_id)
@@ -238,8 +238,8 @@ def test_sync_weights_updates_engine_and_resets_prefix_cache(tiny, engine, sampl
 
 
 def test_trainer_hook_and_sleep_noop_on_cpu(tiny, engine, samples):
-    """``rlvr.grpo.loop_parts.sync_weights(engine, policy)`` reaches ``load_weights``; sleep/wake are safe to call."""
-    from rlvr.grpo.loop_parts import sync_weights
+    """``rlvr.train.loop_parts.sync_weights(engine, policy)`` reaches ``load_weights``; sleep/wake are safe to call."""
+    from rlvr.train.loop_parts import sync_weights
     from rlvr.rollout.base import SamplingParams
 
     model, _ = tiny

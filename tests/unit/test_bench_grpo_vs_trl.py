@@ -97,8 +97,8 @@ def test_accuracy_markdown_table(bench):
 
 
 def test_ours_overrides_compose_validate_and_match_trl_defaults(bench, tmp_path):
-    from rlvr.config_loading import compose_config
-    from rlvr.grpo.algo import validate_algo
+    from rlvr.config.loading import compose_config
+    from rlvr.algo.presets import validate_algo
 
     spec = bench.RunSpec(system="ours", engine="hf", model=str(tmp_path), out_dir=str(tmp_path / "out"), steps=6,
                          prompts=4, group=8, max_new_tokens=32, lr=1e-4, threads=2, train_prompts=24)
@@ -135,7 +135,7 @@ def test_parse_args_defaults_per_mode(bench):
 
 
 def test_ours_override_replaces_the_mirrored_value_for_ours_only(bench, tmp_path):
-    from rlvr.config_loading import compose_config
+    from rlvr.config.loading import compose_config
 
     args = bench.parse_args(["--mode", "accuracy", "--threads", "1", "--ours-override", "algo.dynamic_sampling=true",
                              "--ours-override", "algo.negative_weight=0.5"])
@@ -149,7 +149,7 @@ def test_ours_override_replaces_the_mirrored_value_for_ours_only(bench, tmp_path
 
 
 def test_shared_schedule_and_reward_reach_both_sides(bench, tmp_path):
-    from rlvr.config_loading import compose_config
+    from rlvr.config.loading import compose_config
 
     args = bench.parse_args(["--mode", "accuracy", "--threads", "1", "--lr-scheduler", "cosine", "--warmup-steps", "10",
                              "--verifiers", "math, arith_steps", "--temperature", "0.5"])

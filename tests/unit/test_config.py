@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rlvr.cli import main as cli_main
-from rlvr.config_loading import ConfigError, compose_config
+from rlvr.config.loading import ConfigError, compose_config
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str]:

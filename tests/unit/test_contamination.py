@@ -6,8 +6,8 @@ import json
 
 from rlvr.cli import main
 from rlvr.config import ContaminationConfig
-from rlvr.config_loading import compose_config
-from rlvr.contamination import check_contamination, check_task, normalize
+from rlvr.config.loading import compose_config
+from rlvr.runs.contamination import check_contamination, check_task, normalize
 
 
 def test_normalize_and_short_items():

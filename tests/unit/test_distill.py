@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rlvr.distill import read_sft_file, select
+from rlvr.train.distill import read_sft_file, select
 from rlvr.rollout.types import Rollout
 from rlvr.tasks.base import Sample
 
@@ -79,7 +79,7 @@ def test_distill_run_writes_verified_traces_that_sft_can_read(tmp_path, monkeypa
 
     from rlvr.config import ModelConfig
     from rlvr.models import load_tokenizer
-    from rlvr.sft import tokenize_for_sft
+    from rlvr.train.sft import tokenize_for_sft
 
     tok = tokenize_for_sft(samples, load_tokenizer(ModelConfig()), 256)
     assert all(-100 in t["labels"] and t["labels"][-1] != -100 for t in tok)

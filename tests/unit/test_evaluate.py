@@ -12,9 +12,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from rlvr.cli import main
-from rlvr.evaluate import budget_sweep, read_sweeps, sweep_checkpoint
-from rlvr.rewards import RewardRuntime, RewardsConfig
-from rlvr.run_dirs import Checkpoint, describe_model, run_checkpoints, tokens_at
+from rlvr.eval.sweep import budget_sweep, read_sweeps, sweep_checkpoint
+from rlvr.rewards.runtime import RewardRuntime, RewardsConfig
+from rlvr.runs.layout import Checkpoint, describe_model, run_checkpoints, tokens_at
 
 CRASH = {"name": "rlvr.verifiers.testing:Crash"}  # SIGSEGV in the verifier worker
 RAISE = {"name": "rlvr.verifiers.testing:Raise"}  # an exception inside the verifier

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from rlvr.grpo.advantages import compute_advantages, informative_groups, zero_variance_fraction
-from rlvr.grpo.algo import PRESETS, AlgoConfig, resolve_algo, validate_algo
-from rlvr.grpo.filtering import dynamic_sampling_filter, overlong_mask, overlong_penalty
+from rlvr.algo.advantages import compute_advantages, informative_groups, zero_variance_fraction
+from rlvr.algo.presets import PRESETS, AlgoConfig, resolve_algo, validate_algo
+from rlvr.algo.filtering import dynamic_sampling_filter, overlong_mask, overlong_penalty
 
 NAN = float("nan")
 
@@ -165,7 +165,7 @@ def test_presets_expand_to_valid_knob_sets():
 def test_algo_config_works_as_structured_omegaconf():
     from omegaconf import OmegaConf
 
-    from rlvr.grpo.loss import policy_loss
+    from rlvr.algo.loss import policy_loss
 
     node = OmegaConf.structured(resolve_algo("dr_grpo"))
     node.norm_constant = 8

@@ -1,4 +1,4 @@
-"""Thinking budgets inside ``rlvr grpo`` (rlvr.grpo.budgets): the periodic accuracy-vs-budget sweep (files, plots,
+"""Thinking budgets inside ``rlvr grpo`` (rlvr.train.budgets): the periodic accuracy-vs-budget sweep (files, plots,
 metrics), fixed and sampled training budgets (the cap holds; per-prompt budgets are deterministic and stated in the
 prompt; a resume draws the same ones), the eval stating budgets as training did, and validation.
 
@@ -15,7 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from rlvr.cli import main
-from rlvr.tracking import read_metrics
+from rlvr.runs.tracking import read_metrics
 
 B, G = 2, 4
 TINY = ["model=tiny", "task=arith", "logger=none", "algo=grpo", f"grpo.prompts_per_step={B}",
@@ -36,8 +36,8 @@ def samples_of(run: Path) -> list[dict]:
 def test_sampled_budgets_are_stated_deterministic_swept_plotted_and_resumed(tmp_path, capsys):
     """(a) sweep files, plots and metrics; (c) per-prompt budgets by (seed, step, position), stated in the prompt;
     (d) a resume from step 1 redraws step 2's budgets (and, being exact, its completions)."""
-    from rlvr.grpo.budgets import TrainBudgets
-    from rlvr.plots import PLOTS
+    from rlvr.train.budgets import TrainBudgets
+    from rlvr.eval.plots import PLOTS
 
     run = tmp_path / "run"
     args = ["grpo", f"output_dir={run}", "grpo.max_steps=2", "grpo.save_every=1", "grpo.budget_eval_every=2",
@@ -98,7 +98,7 @@ def test_sampled_budgets_are_stated_deterministic_swept_plotted_and_resumed(tmp_
     assert (run / "eval" / "budget_sweep_step2.json").exists()
 
     # `rlvr plot <run>` redraws the same plots from the same files
-    from rlvr.plots import main as plot_main
+    from rlvr.eval.plots import main as plot_main
 
     assert plot_main([str(run), "--wandb", "off"]) == 0
 
@@ -136,7 +136,7 @@ class RecordingEngine:
 
 
 def test_generate_groups_prompts_by_budget_and_keeps_prompt_major_order():
-    from rlvr.grpo.budgets import TrainBudgets
+    from rlvr.train.budgets import TrainBudgets
     from rlvr.rollout.base import SamplingParams
     from rlvr.tasks.base import Sample
 
@@ -171,8 +171,8 @@ def test_generate_groups_prompts_by_budget_and_keeps_prompt_major_order():
 
 def test_eval_states_each_swept_budget_like_training():
     """budget_sweep with a statement template writes B into every prompt of its cell (none for null)."""
-    from rlvr.evaluate import budget_sweep, statement_template
-    from rlvr.rewards import RewardRuntime, RewardsConfig
+    from rlvr.eval.sweep import budget_sweep, statement_template
+    from rlvr.rewards.runtime import RewardRuntime, RewardsConfig
     from rlvr.tasks.base import Sample
 
     class Task:
@@ -194,7 +194,7 @@ def test_eval_states_each_swept_budget_like_training():
 
 
 def test_rlvr_eval_warns_when_the_run_trained_with_another_statement(tmp_path):
-    from rlvr.grpo.budgets import statement_mismatch, trained_statement
+    from rlvr.train.budgets import statement_mismatch, trained_statement
 
     run = tmp_path / "run"
     run.mkdir()
@@ -231,7 +231,7 @@ def test_bad_budget_settings_are_reported_at_once(capsys):
 
 def test_sweep_charts_land_on_the_sweeps_step_and_headline_numbers():
     """wandb drops rows below its current step: the charts of the sweep at step N are logged at step N."""
-    from rlvr.grpo.budgets import _AtStep, headline
+    from rlvr.train.budgets import _AtStep, headline
 
     class Run:
         logged = []

@@ -2,7 +2,7 @@
 
 import torch
 
-from rlvr.grpo.update import plan_chunks
+from rlvr.train.update import plan_chunks
 
 
 def _mask(prompt_lens, completion_lens, p, t):
@@ -43,7 +43,7 @@ def test_groups_larger_than_a_micro_batch_fall_back_to_slices_in_order():
 def test_trimmed_chunks_reproduce_the_full_forwards_logprobs(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from rlvr.grpo.logprobs import token_logprobs
+    from rlvr.algo.logprobs import token_logprobs
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()

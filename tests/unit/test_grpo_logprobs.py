@@ -1,4 +1,4 @@
-"""Teacher-forced logprobs (rlvr.grpo.logprobs): the shared-prompt forward equals the full forward, entropy is a
+"""Teacher-forced logprobs (rlvr.algo.logprobs): the shared-prompt forward equals the full forward, entropy is a
 no-grad diagnostic by default and equals the log_softmax formula."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlvr.grpo.logprobs import token_logprobs, token_logprobs_and_entropy
+from rlvr.algo.logprobs import token_logprobs, token_logprobs_and_entropy
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import math
 import pytest
 import torch
 
-from rlvr.grpo.algo import AlgoConfig, resolve_algo
-from rlvr.grpo.loss import aggregate, policy_loss
+from rlvr.algo.presets import AlgoConfig, resolve_algo
+from rlvr.algo.loss import aggregate, policy_loss
 
 OLD = torch.tensor([[-1.0, -2.0, -0.5], [-1.5, -0.3, -1.0]])
 RATIO = torch.tensor([[1.5, 1.0, 0.5], [1.1, 0.7, 1.0]])

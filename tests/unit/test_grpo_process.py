@@ -1,12 +1,12 @@
-"""Process supervision (rlvr.grpo.process): step scores -> token-level advantages, against hand-computed values."""
+"""Process supervision (rlvr.algo.process): step scores -> token-level advantages, against hand-computed values."""
 
 import math
 
 import pytest
 import torch
 
-from rlvr.grpo.algo import resolve_algo, validate_algo
-from rlvr.grpo.process import (char_ends_per_token, check_process_verifier, process_advantages,
+from rlvr.algo.presets import resolve_algo, validate_algo
+from rlvr.algo.process import (char_ends_per_token, check_process_verifier, process_advantages,
                                round_process_advantages, step_tokens)
 
 # One group of two completions, width 6. Completion 0: step ending at token 1 scored 1, at token 3 scored 0;

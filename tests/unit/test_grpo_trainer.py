@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rlvr.cli import main
-from rlvr.tracking import read_metrics
+from rlvr.runs.tracking import read_metrics
 
 TINY = ["model=tiny", "task=arith", "logger=none", "grpo.prompts_per_step=2", "grpo.group_size=4",
         "grpo.max_new_tokens=16", "grpo.max_train_prompts=64", "grpo.eval_num_problems=2",
@@ -18,8 +18,8 @@ TINY = ["model=tiny", "task=arith", "logger=none", "grpo.prompts_per_step=2", "g
 
 # ------------------------------------------------------------------------------------------------ config
 def test_algo_yaml_presets_match_presets_table():
-    from rlvr.config_loading import compose_config
-    from rlvr.grpo.algo import PRESETS, AlgoConfig, resolve_algo
+    from rlvr.config.loading import compose_config
+    from rlvr.algo.presets import PRESETS, AlgoConfig, resolve_algo
 
     conf_dir = Path(__file__).resolve().parents[2] / "conf" / "algo"
     assert sorted(p.stem for p in conf_dir.glob("*.yaml")) == sorted(PRESETS)
@@ -29,7 +29,7 @@ def test_algo_yaml_presets_match_presets_table():
 
 
 def test_grpo_defaults_compose():
-    from rlvr.config_loading import compose_config
+    from rlvr.config.loading import compose_config
 
     cfg = compose_config("grpo", [])
     assert (cfg.model.name, cfg.task.name, cfg.algo.name, cfg.rollout) == ("tiny", "arith", "dapo", "auto")
@@ -56,7 +56,7 @@ def test_unknown_rollout_engine_lists_the_valid_ones(capsys):
 def test_auto_engine_is_hf_without_cuda():
     import torch
 
-    from rlvr.grpo.validation import choose_engine
+    from rlvr.train.grpo_validation import choose_engine
 
     if torch.cuda.is_available():
         pytest.skip("CPU-only check")
@@ -72,7 +72,7 @@ def test_grpo_help_lists_grpo_algo_and_rewards_keys(capsys):
 
 # ------------------------------------------------------------------------------------------------ helpers
 def test_prompt_stream_resumes_at_its_position_and_reshuffles_per_epoch():
-    from rlvr.grpo.loop_parts import PromptStream
+    from rlvr.train.loop_parts import PromptStream
 
     items = list(range(10))
     full = PromptStream(items, seed=3).take(25)
@@ -84,7 +84,7 @@ def test_prompt_stream_resumes_at_its_position_and_reshuffles_per_epoch():
 
 
 def test_checkpoint_listing_ignores_half_written_folders_and_truncate_keeps_earlier_rows(tmp_path):
-    from rlvr.grpo.checkpoint import STATE_FILE, newest_checkpoint, truncate_jsonl
+    from rlvr.train.checkpoint import STATE_FILE, newest_checkpoint, truncate_jsonl
 
     ck = tmp_path / "checkpoints"
     for name, complete in (("step_2", True), ("step_10", True), ("step_12.tmp", True), ("step_11", False)):
@@ -100,7 +100,7 @@ def test_checkpoint_listing_ignores_half_written_folders_and_truncate_keeps_earl
 
 # ------------------------------------------------------------------------------------------------ the loop
 def test_two_grpo_steps_write_the_metrics_contract_samples_and_checkpoints(tmp_path, capsys):
-    from rlvr.grpo.loop_parts import PHASES
+    from rlvr.train.loop_parts import PHASES
 
     run = tmp_path / "grpo"
     # algo=grpo: KL to a reference (exercises the logprob phase); the overlong ramp over the whole budget makes

@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from rlvr.config import TaskConfig
-from rlvr.config_loading import compose_config
+from rlvr.config.loading import compose_config
 from rlvr.tasks import build_task
 from rlvr.tasks.mix import validate_mix
 
@@ -78,7 +78,7 @@ def test_mix_errors_reach_the_command_line(capsys):
 
 
 def test_per_task_metrics_from_sample_meta():
-    from rlvr.grpo.scoring import ScoredRound, reward_metrics
+    from rlvr.rewards.scoring import ScoredRound, reward_metrics
     from rlvr.tasks.base import Sample
 
     def sample(i, name):
@@ -98,7 +98,7 @@ def test_per_task_metrics_from_sample_meta():
 
 
 def test_heldout_eval_judges_code_rows_with_their_own_verifier():
-    from rlvr.heldout import sample_verifier
+    from rlvr.eval.heldout import sample_verifier
     from rlvr.tasks.base import Sample
     from rlvr.verifiers import load
 

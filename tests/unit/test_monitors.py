@@ -3,7 +3,7 @@
 Completions are hand-written in the shapes a hacked policy produces (empty thinking, reasoning-free answers,
 ``\\boxed{}`` with garbage inside, early ``sys.exit``) and honest ones (the task's own worked solutions, some with a
 wrong final answer), tokenized with the tiny model's tokenizer and scored through the reward runtime exactly as the
-trainer scores them (``rlvr.grpo.scoring.score_round``). The hackable verifier is tests/fixtures/
+trainer scores them (``rlvr.rewards.scoring.score_round``). The hackable verifier is tests/fixtures/
 rlvr_hackable_verifier.py, loaded by import path.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from rlvr.config import MonitorConfig, TaskConfig
-from rlvr.grpo.monitors import MonitorRow, RewardHackingMonitors, replay_samples, thinking_body
+from rlvr.train.monitors import MonitorRow, RewardHackingMonitors, replay_samples, thinking_body
 from rlvr.rollout.types import Rollout
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -41,7 +41,7 @@ def arith_samples():
 
 @pytest.fixture()
 def runtime(monkeypatch):
-    from rlvr.rewards import RewardRuntime, RewardsConfig
+    from rlvr.rewards.runtime import RewardRuntime, RewardsConfig
 
     monkeypatch.syspath_prepend(str(FIXTURES))
     rt = RewardRuntime(RewardsConfig(num_workers=0))  # in-process: the fixture module is importable here
@@ -59,8 +59,8 @@ def rollout(tokenizer, sample_id: str, text: str, index: int, max_new_tokens: in
 
 def score(runtime, tokenizer, samples, completions):
     """completions: [B][G] texts -> one ScoredRound, as the trainer builds it."""
-    from rlvr.grpo.algo import AlgoConfig
-    from rlvr.grpo.scoring import score_round
+    from rlvr.algo.presets import AlgoConfig
+    from rlvr.rewards.scoring import score_round
 
     rollouts = [rollout(tokenizer, s.id, text, j) for s, texts in zip(samples, completions)
                 for j, text in enumerate(texts)]

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from rlvr.eval_metrics import ProblemSamples, aggregate, maj_at_k, pass_at_k
+from rlvr.eval.metrics import ProblemSamples, aggregate, maj_at_k, pass_at_k
 
 
 def closed_form(n: int, c: int, k: int) -> Fraction:

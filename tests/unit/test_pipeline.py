@@ -12,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from rlvr.cli import main as cli_main
-from rlvr.config_loading import ConfigError, compose_config, load_config
+from rlvr.config.loading import ConfigError, compose_config, load_config
 from rlvr.pipeline import (
     SFT_DONE,
     active_stages,
@@ -168,7 +168,7 @@ def _fake_model(folder: Path) -> None:
 
 
 def _fake_sweep(run: Path, ckpt, stage_cfg, splits: list[str], accuracy: float) -> None:
-    from rlvr.evaluate import write_sweep, with_checkpoint
+    from rlvr.eval.sweep import write_sweep, with_checkpoint
 
     rows = [{"task": "arith", "split": s, "budget": b, "n_problems": 4, "n": 2, "pass@1": accuracy,
              "mean_thinking_tokens": 5.0, "tokens_per_answer": 9.0, "truncation_rate": 0.0,

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from rlvr.cli import main
-from rlvr.evaluate import with_checkpoint, write_sweep
-from rlvr.plots import PLOTS, budget_axis, make_plots
-from rlvr.run_dirs import Checkpoint
+from rlvr.eval.sweep import with_checkpoint, write_sweep
+from rlvr.eval.plots import PLOTS, budget_axis, make_plots
+from rlvr.runs.layout import Checkpoint
 
 BUDGETS = [0, 4, 8, 16, 32, 64, None]  # 0 and no cap: the two values a log axis cannot place by itself
 SPLITS = {"test_ops1": 9, "test_ops2": 17, "test_ops3": 25}  # thinking tokens each split needs

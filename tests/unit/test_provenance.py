@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from rlvr.cli import main
-from rlvr.config_loading import compose_config
-from rlvr.diff_runs import diff
-from rlvr.provenance import (CARD_FILE, PROVENANCE_FILE, chain, code_info, collect, dataset_fingerprint, model_hash,
+from rlvr.config.loading import compose_config
+from rlvr.runs.diff_runs import diff
+from rlvr.runs.provenance import (CARD_FILE, PROVENANCE_FILE, chain, code_info, collect, dataset_fingerprint, model_hash,
                              log_to_wandb, verifier_info, write_run_card, write_stage_card)
-from rlvr.runcard import render_card
+from rlvr.runs.runcard import render_card
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EVAL = [{"split": "test_ops1", "n": 8, "accuracy": 0.5}, {"split": "test_ops2", "n": 8, "accuracy": 0.25}]

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rlvr.rewards import (RewardErrorRateExceeded, RewardRuntime, RewardsConfig, VerifierSpec, parse_spec,
+from rlvr.rewards.runtime import (RewardErrorRateExceeded, RewardRuntime, RewardsConfig, VerifierSpec, parse_spec,
                           score_batch)
 from rlvr.verifiers import VerifierError
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from rlvr.grpo.logprobs import token_logprobs
+from rlvr.algo.logprobs import token_logprobs
 from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.budget import ThinkingBudget
 from rlvr.rollout.hf import HFEngine

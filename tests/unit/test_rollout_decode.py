@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlvr.grpo.logprobs import token_logprobs
+from rlvr.algo.logprobs import token_logprobs
 from rlvr.rollout import decode as decode_mod
 from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.budget import ThinkingBudget

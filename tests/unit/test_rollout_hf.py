@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlvr.grpo.logprobs import token_logprobs, token_logprobs_and_entropy
+from rlvr.algo.logprobs import token_logprobs, token_logprobs_and_entropy
 from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.hf import HFEngine, _top_p_filter, render_prompt
 from rlvr.rollout.types import Rollout, RolloutBatch
@@ -211,10 +211,10 @@ def test_sampling_params_validation():
 
 def test_one_update_from_rollouts_composes(eos_biased, samples):
     """engine -> RolloutBatch -> advantages -> filter -> token_logprobs -> policy_loss -> gradient, on-policy."""
-    from rlvr.grpo.advantages import compute_advantages
-    from rlvr.grpo.algo import resolve_algo
-    from rlvr.grpo.filtering import dynamic_sampling_filter, overlong_penalty
-    from rlvr.grpo.loss import policy_loss
+    from rlvr.algo.advantages import compute_advantages
+    from rlvr.algo.presets import resolve_algo
+    from rlvr.algo.filtering import dynamic_sampling_filter, overlong_penalty
+    from rlvr.algo.loss import policy_loss
 
     model, tok = eos_biased
     model = copy.deepcopy(model)

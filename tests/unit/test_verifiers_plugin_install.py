@@ -22,7 +22,7 @@ EXAMPLE = REPO / "examples" / "rlvr-keyword-verifier"
 
 SCRIPT = textwrap.dedent("""
     import json
-    from rlvr.rewards import RewardRuntime, RewardsConfig
+    from rlvr.rewards.runtime import RewardRuntime, RewardsConfig
     from rlvr.verifiers import available, load
     from rlvr.verifiers.testing import check_verifier
 

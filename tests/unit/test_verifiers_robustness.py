@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rlvr.rewards import RewardRuntime, RewardsConfig
+from rlvr.rewards.runtime import RewardRuntime, RewardsConfig
 from rlvr.verifiers import VerifyResult, load
 from rlvr.verifiers.math_equiv import parse_answer
 from rlvr.verifiers.math_normalize import normalize

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rlvr.cli import COMMANDS
-from rlvr.verify_cli import main
+from rlvr.rewards.verify_cli import main
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def rows(tmp_path):
 
 
 def test_registered_in_cli():
-    assert COMMANDS["verify"][0] == "rlvr.verify_cli"
+    assert COMMANDS["verify"][0] == "rlvr.rewards.verify_cli"
 
 
 def test_scores_and_writes_results(rows, tmp_path, capsys):

@@ -1,0 +1,73 @@
+"""``rlvr grpo``'s config validation (every problem reported at once) and the rollout engine choice."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from omegaconf import DictConfig
+
+from rlvr.config import ROLLOUT_ENGINES
+from rlvr.config.loading import Problem, positive
+
+
+def validate(cfg: DictConfig) -> list[Problem]:
+    from rlvr.algo.presets import validate_algo
+    from rlvr.train.budgets import validate_budgets
+
+    g = cfg.grpo
+    problems = positive(cfg, "grpo.max_steps", "grpo.prompts_per_step", "grpo.learning_rate", "grpo.micro_batch_size",
+                        "grpo.max_new_tokens", "grpo.rollout_batch_size", "grpo.updates_per_batch",
+                        "grpo.eval_max_new_tokens", "grpo.eval_batch_size", "grpo.keep_checkpoints",
+                        "grpo.temperature", "rewards.timeout_s")
+    if g.group_size is None or g.group_size < 2:
+        problems.append(Problem("grpo.group_size", f"must be >= 2, got {g.group_size!r}: the group is the baseline, "
+                                "one completion has nothing to be compared with", "use e.g. grpo.group_size=8"))
+    if g.max_train_prompts is not None and g.max_train_prompts < 1:
+        problems.append(Problem("grpo.max_train_prompts", f"must be >= 1 or null, got {g.max_train_prompts}",
+                                "null uses the whole split"))
+    for key in ("eval_every", "save_every", "eval_num_problems", "num_samples_to_log", "warmup_steps",
+                "weight_decay", "max_grad_norm"):
+        if g[key] is None or g[key] < 0:
+            problems.append(Problem(f"grpo.{key}", f"must be >= 0, got {g[key]!r}", "0 turns it off"))
+    if not 0 < g.top_p <= 1:
+        problems.append(Problem("grpo.top_p", f"must be in (0, 1], got {g.top_p}", "keep 1.0 for training"))
+    if not (0 <= g.adam_beta1 < 1 and 0 <= g.adam_beta2 < 1):
+        problems.append(Problem("grpo.adam_beta1/2", "AdamW betas must lie in [0, 1)", "e.g. 0.9 and 0.99"))
+    from transformers.trainer_utils import SchedulerType
+
+    schedulers = [s.value for s in SchedulerType]
+    if g.lr_scheduler not in schedulers:
+        problems.append(Problem("grpo.lr_scheduler", f"unknown scheduler {g.lr_scheduler!r}",
+                                f"use one of {', '.join(schedulers)}"))
+    for message in validate_algo(cfg.algo):
+        problems.append(Problem(message.split("=", 1)[0].split(":", 1)[0], message,
+                                "see `rlvr grpo --help`; presets: algo=grpo|dr_grpo|dapo|gspo|cispo"))
+    if cfg.algo.overlong_buffer is not None and cfg.algo.overlong_buffer > g.max_new_tokens:
+        problems.append(Problem("algo.overlong_buffer", f"{cfg.algo.overlong_buffer} exceeds grpo.max_new_tokens="
+                                f"{g.max_new_tokens}", "use a buffer below the generation cap, or null (20%)"))
+    r = cfg.rewards
+    if r.num_workers < 0 or r.start_method not in ("forkserver", "spawn", "fork") or not 0 <= r.abort_error_rate <= 1:
+        problems.append(Problem("rewards", "need num_workers >= 0, start_method in forkserver|spawn|fork and "
+                                "0 <= abort_error_rate <= 1", "restore the defaults (see --help)"))
+    if g.mixed_precision not in ("no", "bf16", "fp16"):
+        problems.append(Problem("grpo.mixed_precision", f"unknown value {g.mixed_precision!r}", "use no, bf16 or fp16"))
+    if cfg.rollout not in ROLLOUT_ENGINES:
+        problems.append(Problem("rollout", f"unknown engine {cfg.rollout!r}",
+                                f"use rollout={' | '.join(ROLLOUT_ENGINES)}"))
+    elif cfg.rollout == "vllm" and importlib.util.find_spec("vllm") is None:
+        problems.append(Problem("rollout", "rollout=vllm needs the vllm package, which is not installed",
+                                "pip install 'rlvr[vllm]' on a GPU machine or 'rlvr[cpu]' on CPU, or use rollout=hf"))
+    return problems + validate_budgets(cfg)
+
+
+def choose_engine(rollout: str) -> tuple[str, str]:
+    """(engine name, why): ``auto`` is vllm only with CUDA, the vllm package and our vLLM engine, else hf."""
+    import torch
+
+    if rollout != "auto":
+        return rollout, "asked for"
+    if not torch.cuda.is_available():
+        return "hf", "auto: no CUDA device"
+    if importlib.util.find_spec("vllm") is None:
+        return "hf", "auto: vllm is not installed"
+    return "vllm", "auto: CUDA and vllm available"

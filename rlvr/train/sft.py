@@ -1,0 +1,249 @@
+"""Cold-start SFT: teach a model the response format (and, on arith, the arithmetic) from reasoning traces.
+
+    rlvr sft model=tiny task=arith output_dir=runs/sft            # defaults: ~5 min on 2 CPU cores
+    rlvr sft sft.max_steps=1200 sft.stop_fraction=0.667 ...       # stop mid-schedule: a cold start for GRPO
+    rlvr sft model.name_or_path=<folder|hub id> task=gsm8k sft.learning_rate=1e-5 ...
+
+The algorithm, top to bottom:
+1. compose + validate the config (every error at once, before any model loads);
+2. load the model and tokenizer (model=tiny is built and cached on first use);
+3. render each training sample as chat: prompt messages, then the task's worked solution as the assistant turn,
+   and pre-tokenize it here into ``input_ids`` + ``labels`` with the prompt masked (-100), so the loss is on
+   the assistant turn only and TRL skips its own (slower) dataset preparation;
+4. train with TRL's ``SFTTrainer`` (fp32 on CPU, cosine schedule, checkpoints under ``checkpoints/``,
+   resumed automatically from the newest one);
+5. save ``final/`` (model + tokenizer), then decode greedily on the held-out splits and report exact-answer
+   accuracy as judged by the ``math`` verifier, per split, to the console, ``metrics.jsonl``, ``eval/`` and wandb.
+
+Departures from the usual recipe: sequences are not packed (they are short and similar in length, so padding
+costs little and packing would leak attention across samples without flash-attention varlen on CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from rlvr.config.loading import Problem, default_output_dir, positive, run_command
+
+
+def validate(cfg: DictConfig) -> list[Problem]:
+    problems = positive(cfg, "sft.max_steps", "sft.learning_rate", "sft.batch_size", "sft.max_length",
+                        "sft.gradient_accumulation_steps", "sft.eval_batch_size", "sft.eval_max_new_tokens")
+    if cfg.sft.eval_num_problems < 0:
+        problems.append(Problem("sft.eval_num_problems", "must be >= 0", "0 skips the held-out evaluation"))
+    if not 0 <= cfg.sft.warmup_ratio < 1:
+        problems.append(Problem("sft.warmup_ratio", f"must be in [0, 1), got {cfg.sft.warmup_ratio}", "e.g. 0.02"))
+    if cfg.sft.train_file and not Path(cfg.sft.train_file).expanduser().is_file():
+        problems.append(Problem("sft.train_file", f"{cfg.sft.train_file!r} is not a file",
+                                "point it at a jsonl of {'messages': [...]} rows (rlvr distill writes one), or unset it"))
+    if not 0 < cfg.sft.stop_fraction <= 1:
+        problems.append(Problem("sft.stop_fraction", f"must be in (0, 1], got {cfg.sft.stop_fraction}",
+                                "1.0 runs the whole schedule; e.g. 0.667 stops at step 800 of 1,200"))
+    return problems
+
+
+def stop_step(s) -> int:
+    """The optimizer step the stage ends at: ``stop_fraction`` of the ``max_steps`` schedule, at least 1."""
+    return max(1, min(s.max_steps, round(s.max_steps * s.stop_fraction)))
+
+
+def tokenize_for_sft(samples, tokenizer, max_length: int) -> list[dict[str, list[int]]]:
+    """input_ids = chat(prompt) + solution + <|im_end|>; labels mask the prompt with -100.
+
+    Prompt and completion are encoded separately (in batches, in Rust) and concatenated: the chat template ends
+    the prompt with a newline, a pre-tokenizer boundary, so this equals encoding the whole conversation.
+    """
+    end = tokenizer.eos_token or "<|im_end|>"
+    prompts = [tokenizer.apply_chat_template(s.prompt, add_generation_prompt=True, tokenize=False) for s in samples]
+    prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer([s.solution + end for s in samples], add_special_tokens=False)["input_ids"]
+    return [
+        {"input_ids": (p + c)[:max_length], "labels": ([-100] * len(p) + c)[:max_length]}
+        for p, c in zip(prompt_ids, completion_ids)
+    ]
+
+
+def newest_checkpoint(folder: Path) -> str | None:
+    ckpts = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    ckpts = [c for c in ckpts if (c / "trainer_state.json").exists()]  # a half-written one has no state yet
+    return str(ckpts[-1]) if ckpts else None
+
+
+def write_eval(output_dir: Path, results, step: int, name: str = "sft_heldout") -> Path:
+    eval_dir = output_dir / "eval"
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    rows = [{"step": step, "split": r.split, "n": r.n, "accuracy": r.accuracy, "errors": r.errors,
+             "mean_completion_tokens": r.mean_completion_tokens} for r in results]
+    (eval_dir / f"{name}.json").write_text(json.dumps({"rows": rows, "examples": {r.split: r.examples for r in results}},
+                                                      indent=2))
+    with (eval_dir / f"{name}.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return eval_dir / f"{name}.json"
+
+
+def print_results(results, console) -> None:
+    from rich.table import Table
+
+    table = Table(title="held-out greedy accuracy (math verifier)")
+    for col in ("split", "problems", "accuracy", "verifier errors", "mean tokens"):
+        table.add_column(col, justify="right")
+    for r in results:
+        table.add_row(r.split, str(r.n), f"{100 * r.accuracy:.1f}%", str(r.errors), f"{r.mean_completion_tokens:.1f}")
+    console.print(table)
+    for r in results[:1] + results[-1:]:
+        for ex in r.examples[:2]:
+            mark = "[green]✓[/green]" if ex["correct"] else "[red]✗[/red]"
+            console.print(f"{mark} [bold]{ex['prompt']}[/bold] (answer {ex['answer']})\n{ex['completion']}\n")
+
+
+def trl_args(cfg: DictConfig, out: Path):
+    import torch
+    from trl import SFTConfig as TRLSFTConfig
+
+    s = cfg.sft
+    return TRLSFTConfig(
+        output_dir=str(out / "checkpoints"),
+        max_steps=s.max_steps,
+        per_device_train_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.gradient_accumulation_steps,
+        learning_rate=s.learning_rate,
+        lr_scheduler_type=s.lr_scheduler,
+        warmup_steps=int(s.warmup_ratio * s.max_steps),
+        weight_decay=s.weight_decay,
+        adam_beta2=s.adam_beta2,
+        logging_steps=s.logging_steps,
+        save_strategy="steps" if s.save_steps else "no",
+        save_steps=s.save_steps or s.max_steps,
+        save_total_limit=2,
+        report_to=[],  # our Tracker logs to metrics.jsonl and wandb with the project's metric names
+        use_cpu=not torch.cuda.is_available(),
+        bf16=torch.cuda.is_available() and cfg.model.dtype == "bfloat16",  # fp32 is fastest on CPU
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        max_length=s.max_length,
+        gradient_checkpointing=s.gradient_checkpointing,
+        dataset_kwargs={"skip_prepare_dataset": True},  # tokenized and masked above
+        dataloader_num_workers=0,
+    )
+
+
+def run(cfg: DictConfig) -> int:
+    import torch
+    from datasets import Dataset
+    from rich.console import Console
+    from transformers import TrainerCallback, set_seed
+    from trl import SFTTrainer
+
+    from rlvr.eval.heldout import default_eval_splits, evaluate_heldout
+    from rlvr.models import load_model_and_tokenizer
+    from rlvr.runs.provenance import dataset_fingerprint, task_datasets, task_source, write_stage_card
+    from rlvr.tasks import build_task
+    from rlvr.runs.tracking import Tracker
+    from rlvr.verifiers import load as load_verifier
+
+    console = Console()
+    started = time.time()
+    default_output_dir(cfg, "sft")
+    out = Path(cfg.output_dir)
+    final_dir = out / "final"
+    done_marker = final_dir / "rlvr_sft_done.json"
+    s = cfg.sft
+    if s.resume and done_marker.exists():
+        console.print(f"[yellow]{final_dir} is complete; nothing to do (sft.resume=false retrains)[/yellow]")
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    set_seed(cfg.seed)
+
+    # 1. data: the task's worked solutions, rendered as chat and pre-tokenized with the prompt masked
+    task = build_task(cfg.task, data_dir=cfg.data_dir)
+    console.print(f"[bold]rlvr sft[/bold]  model={cfg.model.name_or_path or cfg.model.name}  task={task.name}  "
+                  f"steps={s.max_steps}  out={out}")
+    model, tokenizer = load_model_and_tokenizer(cfg.model)
+    if s.train_file:  # e.g. rejection-sampled traces (rlvr distill); the held-out eval below still uses the task
+        from rlvr.train.distill import read_sft_file
+
+        samples = read_sft_file(s.train_file, limit=s.max_train_samples)
+        source = s.train_file
+    else:
+        samples = [x for x in task.samples(s.train_split, limit=s.max_train_samples) if x.solution]
+        source = f"task {task.name!r} split {s.train_split!r}"
+    if not samples:
+        console.print(f"[red]{source} has no worked solutions to train on. Fix: pick a task with solutions, set "
+                      f"task.solution_column, or give sft.train_file a non-empty jsonl[/red]")
+        return 2
+    train = Dataset.from_list(tokenize_for_sft(samples, tokenizer, s.max_length))
+    console.print(f"{len(train)} training sequences, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+
+    # 2. train, resuming from the newest complete checkpoint of an interrupted run
+    resume_from = newest_checkpoint(out / "checkpoints") if s.resume else None
+    tracker = Tracker(out, cfg.logger, cfg, job_type="sft",
+                      keep_until_step=int(resume_from.rsplit("-", 1)[-1]) if resume_from else None)
+
+    class MetricsCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                tracker.log({"train/loss": logs["loss"], "train/learning_rate": logs.get("learning_rate"),
+                             "train/grad_norm": logs.get("grad_norm"),
+                             "train/mean_token_accuracy": logs.get("mean_token_accuracy"),
+                             "time/elapsed": time.time() - started}, step=state.global_step)
+
+    stop_at = stop_step(s)
+
+    class StopAtStep(TrainerCallback):  # leaves the LR schedule mid-way (sft.stop_fraction)
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= stop_at:
+                control.should_training_stop = True
+
+    trainer = SFTTrainer(model=model, args=trl_args(cfg, out), train_dataset=train, processing_class=tokenizer,
+                         callbacks=[MetricsCallback(), StopAtStep()])
+    if resume_from:
+        console.print(f"[yellow]resuming from {resume_from}[/yellow]")
+    trainer.train(resume_from_checkpoint=resume_from)
+    model = trainer.model
+    trainer.save_model(str(final_dir))
+    tokenizer.save_pretrained(str(final_dir))
+    train_seconds = time.time() - started
+    console.print(f"saved {final_dir}  ({train_seconds:.0f}s)")
+
+    # 3. held-out greedy accuracy, judged by the math verifier
+    summary: dict[str, float] = {"sft/train_seconds": train_seconds}
+    results, splits = [], []
+    if s.eval_num_problems > 0:
+        splits = list(s.eval_splits) or default_eval_splits(task)
+        results = evaluate_heldout(model, tokenizer, task, splits, s.eval_num_problems, s.eval_max_new_tokens,
+                                   s.eval_batch_size, load_verifier("math"))
+        print_results(results, console)
+        write_eval(out, results, step=s.max_steps)
+        metrics = {f"heldout/{r.split}/accuracy": r.accuracy for r in results}
+        tracker.log(metrics, step=s.max_steps)
+        tracker.log_table("heldout/accuracy", ["split", "n", "accuracy", "mean_tokens"],
+                          [[r.split, r.n, r.accuracy, r.mean_completion_tokens] for r in results])
+        summary |= metrics
+    summary["sft/wall_seconds"] = time.time() - started
+    # 4. run card (provenance.json + RUNCARD.md) in the run dir and next to the weights, + a wandb artifact
+    write_stage_card(cfg, "sft", out, tracker=tracker, final_dir=final_dir, console=console,
+                     wall_seconds=summary["sft/wall_seconds"], verifiers=task.verifier_specs(),
+                     datasets=[dataset_fingerprint(samples, source=s.train_file or task_source(task, s.train_split),
+                                                   split=None if s.train_file else s.train_split, role="train")]
+                     + task_datasets(task, dict.fromkeys(splits, s.eval_num_problems), role="eval"),
+                     eval_table=[{"split": r.split, "n": r.n, "accuracy": r.accuracy, "errors": r.errors,
+                                  "mean_completion_tokens": r.mean_completion_tokens} for r in results])
+    tracker.summary(summary)
+    tracker.close()
+    done_marker.write_text(json.dumps(summary, indent=2))  # written last: a crash before here redoes the stage
+    console.print(f"done in {summary['sft/wall_seconds']:.0f}s; model: {final_dir}  metrics: {out / 'metrics.jsonl'}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    return run_command("sft", argv, validate, run)
