@@ -222,7 +222,7 @@ def eval_checkpoints(run: Path, stage_cfg: DictConfig) -> list:
     return out
 
 
-_NOT_COMPARED = ("plot", "tag", "checkpoints", "batch_size", "verifier_workers", "verifier_timeout_s")
+_NOT_COMPARED = ("plot", "tag", "checkpoints", "batch_size")
 
 
 def _settings(eval_cfg: Any) -> dict[str, Any]:
@@ -291,7 +291,7 @@ def run_eval(stage_cfg: DictConfig, run: Path, console: Any) -> int:
 
     from rlvr.eval.sweep import SWEEP_PREFIX, print_table, sweep_checkpoint
     from rlvr.models import load_model_and_tokenizer
-    from rlvr.rewards.runtime import RewardRuntime, RewardsConfig
+    from rlvr.rewards.runtime import eval_runtime
     from rlvr.tasks import build_task
 
     e = stage_cfg.eval
@@ -300,8 +300,7 @@ def run_eval(stage_cfg: DictConfig, run: Path, console: Any) -> int:
     checkpoints = eval_checkpoints(run, stage_cfg)
     console.print(f"[bold]eval[/bold]  {', '.join(c.label for c in checkpoints)}  splits={splits}  "
                   f"budgets={list(e.budgets)}  n={e.n}  problems/split={e.num_problems}  out={run / 'eval'}")
-    runtime = RewardRuntime(RewardsConfig(num_workers=e.verifier_workers, timeout_s=e.verifier_timeout_s,
-                                          abort_error_rate=1.0))
+    runtime = eval_runtime(stage_cfg.rewards)
     rows = []
     try:
         for ckpt in checkpoints:

@@ -68,6 +68,8 @@ SCHEMAS["grpo"] = GRPORunConfig
 @dataclass
 class EvalRunConfig(RunConfig):
     eval: EvalConfig = opt(factory=EvalConfig, help="the thinking-budget sweep: budgets x splits x n samples")
+    rewards: RewardsConfig = opt(factory=RewardsConfig, help="verifier process pool: workers, timeouts (an eval "
+                                                             "reports verifier errors, it never aborts on them)")
     run_dir: Optional[str] = opt(None, "evaluate this run's checkpoints (eval.checkpoints) and write results into "
                                        "it; None = evaluate model.name_or_path (or model.name) alone")
 

@@ -38,8 +38,6 @@ class EvalConfig:
     tag: Optional[str] = opt(None, "results go to eval/budget_sweep_<tag>.json/.csv; None = from the checkpoint "
                                    "(step<N>, final, or the model folder's name)")
     plot: bool = opt(True, "write plots/ (and wandb charts) after the sweep, from every sweep in eval/")
-    verifier_workers: int = opt(2, "verifier processes (0 = in-process: no timeouts or crash isolation)")
-    verifier_timeout_s: float = opt(10.0, "hard limit per verifier call; an overrun counts as a verifier error")
     state_budget_in_prompt: bool = opt(False, "write each swept budget into the prompt (budget_prompt_template on a "
                                               "new line after the last user message; none for budget null), as "
                                               "budget-conditioned GRPO (grpo.train_budget.state_in_prompt) trained "

@@ -105,3 +105,16 @@ def evaluate_heldout(model, tokenizer, task, splits: Sequence[str], num_problems
         completions = greedy_generate(model, tokenizer, [s.prompt for s in samples], max_new_tokens, batch_size)
         results.append(score_split(split, samples, completions, verifier))
     return results
+
+
+def run_eval(model, tokenizer, task, cfg: Any, splits: list[str], out: Any, step: int, console: Any) -> dict:
+    """The greedy held-out eval inside `rlvr grpo` at `step`: accuracy per split, printed and written to eval/."""
+    from rlvr.train.sft import write_eval
+    from rlvr.verifiers import load as load_verifier
+
+    g = cfg.grpo
+    results = evaluate_heldout(model, tokenizer, task, splits, g.eval_num_problems, g.eval_max_new_tokens,
+                               g.eval_batch_size, load_verifier("math"))
+    write_eval(out, results, step=step, name=f"grpo_step{step}")
+    console.print(f"eval @ step {step}: " + "  ".join(f"{r.split} {100 * r.accuracy:.1f}%" for r in results))
+    return {f"eval/{r.split}/accuracy": r.accuracy for r in results}

@@ -231,7 +231,7 @@ def statement_template(e: Any) -> str | None:
 def validate_eval_settings(e: Any, section: str = "eval") -> list[Problem]:
     """Every problem of an EvalConfig section (``eval`` here, ``budget_eval`` inside ``rlvr grpo``)."""
     problems = []
-    for key in ("n", "answer_tokens", "max_new_tokens", "num_problems", "batch_size", "verifier_timeout_s"):
+    for key in ("n", "answer_tokens", "max_new_tokens", "num_problems", "batch_size"):
         if e[key] is None or e[key] <= 0:
             problems.append(Problem(f"{section}.{key}", f"must be > 0, got {e[key]!r}",
                                     f"set {section}.{key} to a positive number"))
@@ -250,8 +250,6 @@ def validate_eval_settings(e: Any, section: str = "eval") -> list[Problem]:
     if e.checkpoints not in ("final", "all", "newest"):
         problems.append(Problem(f"{section}.checkpoints", f"unknown value {e.checkpoints!r}",
                                 "use final, all or newest"))
-    if e.verifier_workers < 0:
-        problems.append(Problem(f"{section}.verifier_workers", "must be >= 0", "0 runs verifiers in-process"))
     if e.state_budget_in_prompt:
         from rlvr.train.budgets import template_problem
 
@@ -310,7 +308,7 @@ def run(cfg: DictConfig) -> int:
     from rlvr.eval.heldout import default_eval_splits
     from rlvr.models import load_model_and_tokenizer
     from rlvr.runs.provenance import task_datasets, write_stage_card
-    from rlvr.rewards.runtime import RewardRuntime, RewardsConfig
+    from rlvr.rewards.runtime import eval_runtime
     from rlvr.tasks import build_task
     from rlvr.runs.tracking import Tracker
 
@@ -345,8 +343,7 @@ def run(cfg: DictConfig) -> int:
         if warning:
             console.print(f"[yellow]{warning}[/yellow]")
     # Eval reports verifier errors instead of aborting on them (GRPO's abort guards training, not measurement).
-    runtime = RewardRuntime(RewardsConfig(num_workers=e.verifier_workers, timeout_s=e.verifier_timeout_s,
-                                          abort_error_rate=1.0))
+    runtime = eval_runtime(cfg.rewards)
     tracker = Tracker(out, cfg.logger, cfg, job_type="eval", metrics_file=None)
     all_rows = []
     progress = Progress(TextColumn("[bold]eval[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -39,6 +39,19 @@ from rlvr.verifiers.base import VerifyResult
 from rlvr.verifiers.registry import check_name
 
 
+
+def eval_runtime(config: Any) -> "RewardRuntime":
+    """A runtime for measuring (``rlvr eval``, the in-training sweeps, the held-out eval): the ``rewards`` section's
+    workers and timeouts, but it never aborts on verifier errors; it reports them (GRPO's abort guards training)."""
+    from dataclasses import replace
+
+    from omegaconf import OmegaConf
+
+    if not isinstance(config, RewardsConfig):
+        config = RewardsConfig(**OmegaConf.to_container(config, resolve=True))
+    return RewardRuntime(replace(config, abort_error_rate=1.0))
+
+
 _MAX_CHUNK = 16
 
 

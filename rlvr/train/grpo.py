@@ -106,7 +106,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from rlvr.config.loading import default_output_dir, run_command
-from rlvr.train.loop_parts import PhaseTimer, PromptStream, rollout_seed, run_eval, sync_weights
+from rlvr.eval.heldout import run_eval
+from rlvr.train.loop_parts import PhaseTimer, PromptStream, rollout_seed, sync_weights
 from rlvr.train.grpo_validation import choose_engine, validate
 
 
@@ -121,7 +122,8 @@ def run(cfg: DictConfig) -> int:
 
     from rlvr.algo.advantages import compute_advantages, zero_variance_fraction
     from rlvr.algo.presets import AlgoConfig
-    from rlvr.train.budgets import BudgetSweeper, TrainBudgets
+    from rlvr.eval.in_training import BudgetSweeper
+    from rlvr.train.budgets import TrainBudgets
     from rlvr.train.distributed import replica_fingerprints, whole_batch_metrics
     from rlvr.train.checkpoint import (TrainerState, checkpoint_dir, load_trainer_state, load_weights,
                                       newest_checkpoint, rng_state, save_checkpoint, truncate_jsonl)

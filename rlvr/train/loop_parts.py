@@ -1,15 +1,12 @@
 """What the ``rlvr grpo`` loop calls each step besides the algorithm: the prompt stream, rollout seeds, phase
-timers, the engine weight sync and the held-out eval."""
+timers and the engine weight sync."""
 
 from __future__ import annotations
 
 import random
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
-
-from omegaconf import DictConfig
 
 PHASES = ("rollout", "reward", "logprob", "update", "sync", "eval")
 
@@ -65,16 +62,3 @@ def sync_weights(engine: Any, model: Any) -> None:
     """Give the rollout engine the policy's new weights. HF samples from the training model itself: nothing to do."""
     if getattr(engine, "model", None) is not model and hasattr(engine, "load_weights"):
         engine.load_weights(model)
-
-
-def run_eval(model, tokenizer, task, cfg: DictConfig, splits: list[str], out: Path, step: int, console) -> dict:
-    from rlvr.eval.heldout import evaluate_heldout
-    from rlvr.train.sft import write_eval
-    from rlvr.verifiers import load as load_verifier
-
-    g = cfg.grpo
-    results = evaluate_heldout(model, tokenizer, task, splits, g.eval_num_problems, g.eval_max_new_tokens,
-                               g.eval_batch_size, load_verifier("math"))
-    write_eval(out, results, step=step, name=f"grpo_step{step}")
-    console.print(f"eval @ step {step}: " + "  ".join(f"{r.split} {100 * r.accuracy:.1f}%" for r in results))
-    return {f"eval/{r.split}/accuracy": r.accuracy for r in results}

@@ -52,8 +52,7 @@ ARGS = ["model=tiny", "task=arith", "logger=none", "rollout=hf", "algo=dapo", "a
         # budget-conditioned rollouts (budget/* is a collective) and a tiny budget sweep (rank 0 only)
         "grpo.train_budget.mode=sample", "grpo.train_budget.choices=[2,4,null]", "grpo.train_budget.answer_tokens=4",
         "budget_eval.budgets=[0,4]", "budget_eval.splits=[test_ops1]", "budget_eval.num_problems=1", "budget_eval.n=2",
-        "budget_eval.k_list=[1]", "budget_eval.max_new_tokens=8", "budget_eval.answer_tokens=4",
-        "budget_eval.verifier_workers=0"]
+        "budget_eval.k_list=[1]", "budget_eval.max_new_tokens=8", "budget_eval.answer_tokens=4",]
 
 
 def free_port() -> int:

@@ -24,7 +24,7 @@ SHORT = ["model=tiny", "task=arith", "logger=none",
          "grpo.micro_batch_size=8", "grpo.eval_num_problems=8", "grpo.eval_max_new_tokens=48", "grpo.save_every=2",
          "rewards.num_workers=1",
          "eval.budgets=[8,32]", "eval.num_problems=4", "eval.n=2", "eval.k_list=[1,2]",
-         "eval.splits=[test_ops1,test_ops2]", "eval.verifier_workers=1",
+         "eval.splits=[test_ops1,test_ops2]",
          'pipeline.stage_overrides.sft=["task.arith.max_ops=2"]']
 GRPO_3 = ["grpo.max_steps=3", "grpo.eval_every=3"]
 

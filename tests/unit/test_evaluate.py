@@ -168,7 +168,7 @@ def test_eval_command_end_to_end(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["eval", f"model.name_or_path={tiny_model_dir}", f"output_dir={out}", "logger=none",
                  "eval.budgets=[0,null]", "eval.num_problems=2", "eval.n=2", "eval.k_list=[1,2]",
-                 "eval.splits=[test_ops2]", "eval.max_new_tokens=16", "eval.verifier_workers=0", "eval.plot=false"])
+                 "eval.splits=[test_ops2]", "eval.max_new_tokens=16", "rewards.num_workers=0", "eval.plot=false"])
     text = capsys.readouterr().out
     assert code == 0
     (path,) = (out / "eval").glob("budget_sweep_*.json")

@@ -23,8 +23,7 @@ TINY = ["model=tiny", "task=arith", "logger=none", "algo=grpo", f"grpo.prompts_p
         "grpo.threads=1", "rewards.num_workers=0", "grpo.eval_every=0", f"grpo.num_samples_to_log={B * G}",
         "grpo.learning_rate=3e-3"]
 SWEEP = ["budget_eval.budgets=[0,4,null]", "budget_eval.splits=[test_ops1]", "budget_eval.num_problems=2",
-         "budget_eval.n=2", "budget_eval.k_list=[1,2]", "budget_eval.max_new_tokens=12", "budget_eval.answer_tokens=4",
-         "budget_eval.verifier_workers=0"]
+         "budget_eval.n=2", "budget_eval.k_list=[1,2]", "budget_eval.max_new_tokens=12", "budget_eval.answer_tokens=4",]
 SAMPLED = ["grpo.train_budget.mode=sample", "grpo.train_budget.choices=[0,3,null]", "grpo.train_budget.answer_tokens=4"]
 
 
@@ -231,7 +230,7 @@ def test_bad_budget_settings_are_reported_at_once(capsys):
 
 def test_sweep_charts_land_on_the_sweeps_step_and_headline_numbers():
     """wandb drops rows below its current step: the charts of the sweep at step N are logged at step N."""
-    from rlvr.train.budgets import _AtStep, headline
+    from rlvr.eval.in_training import _AtStep, headline
 
     class Run:
         logged = []
