@@ -33,7 +33,9 @@ def usage() -> str:
         "commands:",
         *(f"  {name:<{width}}  {help_}" for name, (_, help_) in sorted(COMMANDS.items())),
         "",
-        "`rlvr <command> --help` shows the command's configuration with every option's help.",
+        "`rlvr <command> [key=value ...] --help` shows every option with the value the command will run with",
+        "and its help; `--cfg job` prints that config as YAML; `--multirun key=a,b ...` (-m) sweeps through",
+        "Hydra's sweeper and launcher (jobs in hydra.sweep.dir/0, /1, ...).",
     ]
     return "\n".join(lines)
 

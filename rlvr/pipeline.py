@@ -113,6 +113,10 @@ def stage_config(cfg: DictConfig, stage: str, run: Path, *, plan: bool = False,
         node, bad = apply_overrides(node, cfg.pipeline.stage_overrides[stage])
         if bad:
             raise ValueError("; ".join(f"{entry!r}: {why}" for entry, why in bad))
+        if stage == "eval":  # a stage override of eval.n alone: the derived k_list follows it
+            from rlvr.config.derived import follow_n
+
+            follow_n(cfg.eval, node.eval)
     return node
 
 

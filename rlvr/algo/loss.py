@@ -19,9 +19,20 @@ under the sampler.
 Aggregation to a scalar:
 - ``token``: sum of token terms / number of tokens (DAPO) — every token weighs the same.
 - ``sequence``: mean over each sequence's tokens, then mean over sequences that have any token (GRPO).
-- ``constant``: sum / (N * C), C = ``norm_constant`` or T (Dr. GRPO 2503.20783) — no length-dependent weights.
+- ``constant``: sum / (N * C), C = ``norm_constant`` (the trainer passes ``grpo.max_new_tokens``
+  unless set: Dr. GRPO 2503.20783's generation budget) or T when called without one — no length-dependent weights.
 ``num_items`` overrides the denominator (tokens / sequences / N) so micro-batches of one optimizer step can
 be summed into the same value as one big batch.
+
+Conventions of verl and TRL that rlvr does not follow (every loss and gradient agrees with verl's ``core_algos``
+to ~1e-9 and with TRL 1.16's ``_compute_loss`` to ~1e-16 where the conventions coincide):
+- verl's dual-clip (``clip_ratio_c = 3``: for A < 0 the clipped loss is capped at -3A, so a reused sample whose
+  ratio exploded cannot dominate a step) is not applied: with one update per batch (our default) the ratio is 1
+  and the cap never acts; with ``grpo.updates_per_batch > 1`` large ratios are bounded by the clip range alone.
+- verl clamps the log-ratio inside its KL estimators (and the k3 value to [-10, 10]); here k3 is unclamped: it
+  is finite for finite log-probs and >= 0, and a clamp would hide a policy that ran away from its reference.
+- Group std is the population std (divide by G, rlvr.algo.advantages); TRL and verl use G - 1 (unbiased).
+- ``aggregate`` accepts only 0/1 masks: a fractional weight would count in the denominator but not in the sum.
 
 ``old_logprobs=None`` means fully on-policy (one update per batch): old = logprobs.detach(), so r = 1 with the
 policy gradient. Metrics are detached 0-dim tensors (``.item()`` them when logging, so a GPU is not synced per
@@ -45,6 +56,9 @@ def _k3(log_ratio: torch.Tensor) -> torch.Tensor:
 def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, norm_constant: int | None = None,
               num_items: float | None = None) -> torch.Tensor:
     """Scalar from token terms [N, T] under ``mask`` [N, T]; see the module docstring for each ``mode``."""
+    if ((mask != 0) & (mask != 1)).any():  # a weight would count in the denominator but not in the sum
+        raise ValueError("aggregate: the mask must hold only 0/1 (got fractional weights); weight the per-token terms "
+                         "instead of the mask")
     mask = mask.to(per_token.dtype)
     summed = torch.where(mask > 0, per_token, torch.zeros_like(per_token))  # [N, T]; where() also drops NaN/inf pads
     if mode == "token":

@@ -1,4 +1,5 @@
-"""``AlgoConfig``: every knob of the GRPO family in one place, and the presets that set them together.
+"""The GRPO-family presets (``resolve_algo``, ``PRESETS``) and ``validate_algo``; the knobs are ``AlgoConfig``
+(rlvr.config.algo).
 
 Papers (arXiv ids), cited again in each field's help:
 - GRPO: DeepSeekMath, 2402.03300 — group-mean baseline, group-std scaling, per-sequence mean, k3 KL to a reference.
@@ -9,48 +10,39 @@ Papers (arXiv ids), cited again in each field's help:
 - TIS: Yao et al. 2025, "Your efficient RL framework secretly brings you off-policy RL training" — truncated
   importance weight min(pi_trainer / pi_sampler, C) correcting the sampler/trainer mismatch.
 
-``resolve_algo("dapo", clip_high=0.3)`` gives the DAPO knob set with one override; ``PRESETS`` is the table. The
-lead registers ``AlgoConfig`` in ``rlvr/config/schema.py``; ``validate_algo`` returns every problem as one message each
-(what, why, fix) so config validation can report them all at once.
+``resolve_algo("dapo", clip_high=0.3)`` gives the DAPO knob set with one override. The presets have one source:
+conf/algo/<name>.yaml, each the knobs it changes from ``AlgoConfig()`` (which is GRPO), the same files Hydra
+composes for ``algo=<name>``. ``PRESETS`` is derived from them: preset name -> every knob any preset sets, with
+that preset's value (a table to read and compare, not to edit). ``validate_algo`` returns every problem as one
+message each (what, why, fix) so config validation can report them all at once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from typing import Any, Optional
+from dataclasses import replace
+from typing import Any
 
-from rlvr.config.algo import AGGREGATIONS, LOSSES, OVERLONG, STD_SCALINGS, AlgoConfig
+from rlvr.config.algo import AGGREGATIONS, LOSSES, OVERLONG, STD_SCALINGS, AlgoConfig, preset_knobs
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # DeepSeekMath 2402.03300: symmetric clip, per-sequence mean, group std, KL 0.04 to the reference.
-    "grpo": dict(loss="clip", clip_low=0.2, clip_high=0.2, aggregation="sequence", std_scaling="group",
-                 leave_one_out=False, kl_beta=0.04, dynamic_sampling=False, overlong="none"),
-    # Dr. GRPO 2503.20783: remove the length bias (constant normaliser) and the difficulty bias (no std).
-    "dr_grpo": dict(loss="clip", clip_low=0.2, clip_high=0.2, aggregation="constant", std_scaling="none",
-                    leave_one_out=False, kl_beta=0.0, dynamic_sampling=False, overlong="none"),
-    # DAPO 2503.14476: clip-higher 0.2/0.28, token-mean, dynamic sampling, soft overlong punishment, no KL.
-    "dapo": dict(loss="clip", clip_low=0.2, clip_high=0.28, aggregation="token", std_scaling="group",
-                 leave_one_out=False, kl_beta=0.0, dynamic_sampling=True, overlong="penalty"),
-    # GSPO 2507.18071: sequence ratio with clip range 3e-4 / 4e-4, sequence-mean, no KL.
-    "gspo": dict(loss="gspo", clip_low=3e-4, clip_high=4e-4, aggregation="sequence", std_scaling="group",
-                 leave_one_out=False, kl_beta=0.0, dynamic_sampling=False, overlong="none"),
-    # MiniMax-M1 2506.13585: no lower bound on the IS weight (clip_low=1 -> floor 0), only the cap is tuned (the
-    # paper does not publish it; 0.28 mirrors DAPO's clip-higher), token-mean, no KL.
-    "cispo": dict(loss="cispo", clip_low=1.0, clip_high=0.28, aggregation="token", std_scaling="group",
-                  leave_one_out=False, kl_beta=0.0, dynamic_sampling=False, overlong="none"),
-}
+_CHANGES = preset_knobs()  # name -> the knobs its YAML sets
 
 
 def resolve_algo(preset: str = "grpo", **overrides: Any) -> AlgoConfig:
     """The ``AlgoConfig`` of ``preset`` with ``overrides`` applied on top; unknown presets/keys raise ValueError."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown algo preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    known = {f.name for f in fields(AlgoConfig)}
+    if preset not in _CHANGES:
+        raise ValueError(f"unknown algo preset {preset!r}; choose one of {', '.join(_CHANGES)}")
+    known = set(AlgoConfig.__dataclass_fields__)
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown AlgoConfig fields {unknown}; valid fields: {', '.join(sorted(known))}")
-    cfg = replace(AlgoConfig(), name=preset, **PRESETS[preset])
+    cfg = replace(AlgoConfig(), name=preset, **_CHANGES[preset])
     return replace(cfg, **overrides)
+
+
+_KNOBS = list(dict.fromkeys(k for knobs in _CHANGES.values() for k in knobs))
+PRESETS: dict[str, dict[str, Any]] = {
+    name: {k: getattr(resolve_algo(name), k) for k in _KNOBS} for name in _CHANGES
+}
 
 
 def validate_algo(cfg: Any, prefix: str = "algo.") -> list[str]:

@@ -1,12 +1,15 @@
 """Configuration: option fields (``options``), every section's dataclass (``sections``, ``algo``, ``grpo``,
-``stages``), one schema per command (``schema``) and composing/validating from Hydra overrides (``loading``).
+``stages``), derived defaults (``derived``), one schema per command (``schema``), composing/validating from Hydra
+overrides (``loading``), ``--help`` from the composed config (``help``) and ``--multirun`` sweeps (``sweep``).
 
 Import config classes from here: ``from rlvr.config import ModelConfig``.
 """
 
 from rlvr.config.algo import AlgoConfig
-from rlvr.config.grpo import BUDGET_STATEMENT, ROLLOUT_ENGINES, TRAIN_BUDGET_MODES, GRPOConfig, MonitorConfig, TrainBudgetConfig
-from rlvr.config.options import MISSING, describe, opt
+from rlvr.config.derived import default_k_list
+from rlvr.config.grpo import (BUDGET_STATEMENT, ROLLOUT_ENGINES, TRAIN_BUDGET_MODES, GRPOConfig, MonitorConfig,
+                              TrainBudgetConfig)
+from rlvr.config.options import MISSING, opt
 from rlvr.config.schema import (SCHEMAS, ContaminationRunConfig, DistillRunConfig, EvalRunConfig, GRPORunConfig,
                                 PipelineRunConfig, RunConfig, SFTRunConfig, TasksRunConfig, register_configs)
 from rlvr.config.sections import (ArithConfig, LoggerConfig, ModelConfig, RewardsConfig, RunCardConfig, SFTConfig,
@@ -15,9 +18,9 @@ from rlvr.config.stages import (PIPELINE_STAGES, ContaminationConfig, DistillCon
                                 StageOverrides)
 
 __all__ = [
-    "AlgoConfig", "ArithConfig", "ContaminationRunConfig", "DistillRunConfig", "EvalRunConfig", "GRPORunConfig",
-    "PipelineRunConfig", "RunConfig", "SFTRunConfig", "TasksRunConfig", "BUDGET_STATEMENT", "ContaminationConfig", "DistillConfig", "EvalConfig",
-    "GRPOConfig", "LoggerConfig", "MISSING", "ModelConfig", "MonitorConfig", "PIPELINE_STAGES", "PipelineConfig",
-    "ROLLOUT_ENGINES", "RewardsConfig", "TRAIN_BUDGET_MODES", "RunCardConfig", "SCHEMAS", "SFTConfig", "StageOverrides", "TaskConfig",
-    "TinyModelConfig", "TrainBudgetConfig", "describe", "opt", "register_configs",
+    "BUDGET_STATEMENT", "MISSING", "PIPELINE_STAGES", "ROLLOUT_ENGINES", "SCHEMAS", "TRAIN_BUDGET_MODES", "AlgoConfig",
+    "ArithConfig", "ContaminationConfig", "ContaminationRunConfig", "DistillConfig", "DistillRunConfig", "EvalConfig",
+    "EvalRunConfig", "GRPOConfig", "GRPORunConfig", "LoggerConfig", "ModelConfig", "MonitorConfig", "PipelineConfig",
+    "PipelineRunConfig", "RewardsConfig", "RunCardConfig", "RunConfig", "SFTConfig", "SFTRunConfig", "StageOverrides",
+    "TaskConfig", "TasksRunConfig", "TinyModelConfig", "TrainBudgetConfig", "default_k_list", "opt", "register_configs",
 ]

@@ -1,10 +1,12 @@
-"""``AlgoConfig``: every knob of the GRPO family in one place (the presets that set them together are
-conf/algo/*.yaml; ``rlvr.algo.presets`` reads and validates them)."""
+"""``AlgoConfig``: every knob of the GRPO family in one place. Its defaults are the GRPO preset (DeepSeekMath
+2402.03300), so ``AlgoConfig()`` is what ``algo=grpo`` gives. The other presets are conf/algo/<name>.yaml, each
+listing only the knobs it changes from GRPO: the single source of the preset table, read here for Python callers
+(``rlvr.algo.presets.resolve_algo`` / ``PRESETS``) and composed by Hydra for the CLI, so the two cannot drift."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, fields
+from typing import Any, Optional
 
 from rlvr.config.options import opt
 
@@ -17,7 +19,7 @@ OVERLONG = ("none", "mask", "penalty")
 @dataclass
 class AlgoConfig:
     name: str = opt("grpo", "preset this config was expanded from (grpo | dr_grpo | dapo | gspo | cispo); logged, "
-                            "never read by the loss")
+                            "never read by the loss. AlgoConfig's own defaults are the grpo preset")
     # ---------------------------------------------------------------------------------------------- loss
     loss: str = opt("clip", "policy objective. clip: PPO-style token-level clipped ratio (GRPO 2402.03300, DAPO "
                             "2503.14476); gspo: sequence-level ratio = geometric mean of token ratios, clipped per "
@@ -31,12 +33,13 @@ class AlgoConfig:
                                        "(GRPO 2402.03300; long wrong answers are under-penalised per token); token: "
                                        "mean over all tokens in the batch (DAPO 2503.14476); constant: sum / (N * "
                                        "norm_constant), unbiased in length (Dr. GRPO 2503.20783)")
-    norm_constant: Optional[int] = opt(None, "Dr. GRPO's constant denominator per sequence (tokens); None = the padded "
-                                             "completion width T, which is max_new_tokens when any completion hits it "
-                                             "(2503.20783 uses the generation budget)")
-    kl_beta: float = opt(0.0, "weight of the k3 KL estimate to a frozen reference model, added per token (GRPO "
-                              "2402.03300 used 0.04). > 0 costs a reference forward pass per step and holds the policy "
-                              "near its start; DAPO/Dr. GRPO drop it for verifiable rewards")
+    norm_constant: Optional[int] = opt(None, "Dr. GRPO's constant denominator per sequence (tokens), used by "
+                                             "aggregation=constant; None = grpo.max_new_tokens, the generation budget: "
+                                             "a true constant, as in Dr. GRPO 2503.20783 and TRL (not the batch's "
+                                             "padded width, which changes from step to step)")
+    kl_beta: float = opt(0.04, "weight of the k3 KL estimate to a frozen reference model, added per token (GRPO "
+                               "2402.03300 used 0.04, the default). > 0 costs a reference forward pass per step and "
+                               "holds the policy near its start; DAPO/Dr. GRPO drop it for verifiable rewards")
     tis: bool = opt(False, "truncated importance sampling: weight each token's policy-gradient term by "
                            "min(exp(old_logprob - sampler_logprob), tis_cap), correcting the gap between the rollout "
                            "engine's numerics (vLLM, bf16) and the trainer's (Yao et al. 2025, 'Your efficient RL "
@@ -81,3 +84,28 @@ class AlgoConfig:
     overlong_buffer: Optional[int] = opt(None, "DAPO's L_cache in tokens: the penalty ramps from 0 to -1 over the last "
                                                "overlong_buffer tokens before max_new_tokens. None = 20% of "
                                                "max_new_tokens (DAPO: 4096 of 20480)")
+
+
+def preset_knobs(folder: Any = None) -> dict[str, dict[str, Any]]:
+    """preset name -> the knobs its conf/algo/<name>.yaml changes from ``AlgoConfig()`` (``name`` excluded), in
+    file order. ``folder``: another folder of preset files (tests). Raises ValueError for a file setting a key
+    that is not an AlgoConfig field or naming another preset."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    folder = files("rlvr.conf").joinpath("algo") if folder is None else folder
+    known = {f.name for f in fields(AlgoConfig)}
+    table: dict[str, dict[str, Any]] = {}
+    for path in sorted((p for p in folder.iterdir() if p.name.endswith(".yaml")), key=lambda p: p.name):
+        knobs = OmegaConf.to_container(OmegaConf.create(path.read_text())) or {}
+        unknown = sorted(set(knobs) - known)
+        if unknown:
+            raise ValueError(f"conf/algo/{path.name} sets {unknown}, which are not AlgoConfig fields; fix the "
+                             f"spelling (fields: {', '.join(sorted(known))})")
+        stem = path.name[: -len(".yaml")]
+        if knobs.pop("name", stem) != stem:
+            raise ValueError(f"conf/algo/{path.name} names another preset; set `name: {stem}` (the file's name is "
+                             "what algo=<preset> selects and what the run logs)")
+        table[stem] = knobs
+    return table

@@ -1,8 +1,11 @@
-"""Every default, once: dataclasses registered in Hydra's ConfigStore.
+"""Every default, once: one dataclass schema per command (``SCHEMAS``), registered in Hydra's ConfigStore.
 
-YAML under ``conf/`` only selects and overrides. Each field's ``help`` says what it trades off. ``compose``
-builds a command's config from Hydra overrides and ``validate`` checks it before any model loads, reporting
-every problem at once (what, why, fix) as a ``ConfigError``.
+The sections they are built from live in ``options`` (the ``opt`` field helper), ``sections``, ``algo``, ``grpo``
+and ``stages``; derived defaults (a field that follows another unless set) in ``derived``. YAML under ``conf/``
+only selects groups and overrides values (the algorithm presets, conf/algo/*.yaml, are the diffs from
+``AlgoConfig``'s GRPO defaults). Each field's ``help`` says what it trades off. Composing a command's config from
+Hydra overrides, validating it (every problem at once), ``--help``, ``--cfg job`` and ``--multirun`` are
+``rlvr.config.loading``'s.
 """
 
 from __future__ import annotations
@@ -54,12 +57,13 @@ class GRPORunConfig(RunConfig):
     monitors: MonitorConfig = opt(factory=MonitorConfig, help="reward-hacking monitors: thresholds and windows")
     # EvalConfig is defined below with `rlvr eval`; the lambda looks it up when a config is built. Smaller than
     # `rlvr eval`'s defaults because it runs inside training (grpo.budget_eval_every).
-    budget_eval: EvalConfig = opt(factory=lambda: EvalConfig(n=4, k_list=[1, 4], num_problems=25), help=(
+    budget_eval: EvalConfig = opt(factory=lambda: EvalConfig(n=4, num_problems=25), help=(
         "the periodic thinking-budget sweep inside training (same fields as `rlvr eval`'s eval.*; checkpoints and "
         "tag are not used: each sweep is eval/budget_sweep_step<N>.json). Samples with HF generate on the policy"))
-    rollout: str = opt("auto", "rollout engine: hf (transformers generate), vllm (not implemented yet), or auto = "
-                               "vllm when CUDA is present and the vLLM engine importable, else hf (the choice is "
-                               "logged)")
+    rollout: str = opt("auto", "rollout engine: hf (transformers generate on the policy itself), vllm (a vLLM "
+                               "engine colocated in the trainer, weights synced after each update: paged KV cache, "
+                               "prefix sharing across a group; rlvr.rollout.vllm_engine), or auto = vllm when CUDA "
+                               "is present and vllm installed, else hf (the choice is logged)")
 
 
 SCHEMAS["grpo"] = GRPORunConfig

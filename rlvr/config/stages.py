@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from rlvr.config.derived import K_LIST_DEFAULT
 from rlvr.config.grpo import BUDGET_STATEMENT
 from rlvr.config.options import opt
 
@@ -20,8 +21,9 @@ class EvalConfig:
     answer_tokens: int = opt(16, "A: tokens for the answer after a forced end of thinking (\\boxed{82} + eos is ~7 "
                                  "on the tiny model). Too small truncates answers and blames the budget")
     n: int = opt(8, "samples per problem. pass@k and maj@k need n >= k; larger n = less noisy pass@k, linear cost")
-    k_list: list[int] = opt(factory=lambda: [1, 4, 8], help="k values for pass@k and maj@k (each <= n; pass@1 is "
-                                                            "always reported)")
+    k_list: list[int] = opt(K_LIST_DEFAULT, "k values for pass@k and maj@k (each <= n; pass@1 is always reported). "
+                                            "Default follows n: the powers of 4 below n, then n (n=8 -> [1, 4, 8], "
+                                            "n=4 -> [1, 4]); set it to pick your own")
     temperature: float = opt(0.6, "sampling temperature. 0.6 is the usual reasoning-eval setting (DeepSeek-R1); "
                                   "1.0 measures the raw policy (noisier pass@1, higher pass@k); 0 = greedy, where "
                                   "n > 1 only repeats one answer")

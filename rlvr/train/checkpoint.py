@@ -41,6 +41,7 @@ _STEP_DIR = re.compile(r"^step_(\d+)$")
 class TrainerState:
     step: int  # optimizer-loop steps completed
     data_position: int  # prompts consumed from the shuffled train stream
+    monitors: dict[str, Any] | None = None  # RewardHackingMonitors.state_dict(): baselines and trip history
 
 
 def checkpoint_dir(output_dir: str | Path) -> Path:
@@ -101,6 +102,7 @@ def save_checkpoint(output_dir: str | Path, state: TrainerState, model: Any, tok
         "scheduler": scheduler.state_dict(),
         "rng": rng_state(),
         "rng_per_rank": rng_states,
+        "monitors": state.monitors,
     }, tmp / STATE_FILE)
     if final.exists():  # a re-save of the same step (e.g. after a resume from it): replace it
         shutil.rmtree(final)
@@ -117,7 +119,8 @@ def load_trainer_state(folder: str | Path, optimizer: Any, scheduler: Any, rank:
     scheduler.load_state_dict(blob["scheduler"])
     per_rank = blob.get("rng_per_rank") or [blob["rng"]]
     set_rng_state(per_rank[rank] if rank < len(per_rank) else blob["rng"])
-    return TrainerState(step=int(blob["step"]), data_position=int(blob["data_position"]))
+    return TrainerState(step=int(blob["step"]), data_position=int(blob["data_position"]),
+                        monitors=blob.get("monitors"))
 
 
 def load_weights(model: Any, folder: str | Path) -> None:

@@ -227,6 +227,8 @@ def run(cfg: DictConfig) -> int:
 
     # reward-hacking monitors (rlvr.train.monitors): rank 0 watches its own completions and the held-out evals
     monitors = RewardHackingMonitors(cfg, out, console=console) if main_proc else None
+    if monitors is not None and state.monitors:  # a resumed run keeps its length baseline and reward history
+        monitors.load_state_dict(state.monitors)
     if state.step == 0 and g.eval_every and main_proc:  # the starting point, for before/after comparisons
         before = run_eval(policy, tokenizer, task, cfg, eval_splits, out, 0, console)
         tracker.summary({k.replace("eval/", "eval_start/"): v for k, v in before.items()})
@@ -303,8 +305,9 @@ def run(cfg: DictConfig) -> int:
                     P, temp = batch.prompt_length, sampling.logprob_temperature
                     # micro-batches of whole groups, each cut to the columns its rows use (rlvr.train.update)
                     chunks = plan_chunks(batch.attention_mask, P, G, g.micro_batch_size)
-                    # Dr. GRPO's constant normaliser defaults to the batch's width T, not a chunk's
-                    loss_cfg = replace(algo, norm_constant=algo.norm_constant or mask.shape[1])
+                    # Dr. GRPO's constant normaliser is the generation budget (2503.20783, as TRL): a true constant,
+                    # unlike the batch's padded width, which shrinks on steps where no completion reaches the cap
+                    loss_cfg = replace(algo, norm_constant=dr_grpo_norm_constant(algo, g.max_new_tokens))
 
                     # 5. reference log-probs (KL) and old log-probs (only when the batch is reused)
                     old_logprobs = ref_logprobs = None
@@ -408,8 +411,9 @@ def run(cfg: DictConfig) -> int:
                         rng_states = gather_object([rng_state()])
                         replica_fingerprints(accelerator, policy)
                     if main_proc:
-                        save_checkpoint(out, TrainerState(step, stream.position), policy, tokenizer, optimizer,
-                                        scheduler, keep=g.keep_checkpoints, rng_states=rng_states)
+                        save_checkpoint(out, TrainerState(step, stream.position, monitors.state_dict()), policy,
+                                        tokenizer, optimizer, scheduler, keep=g.keep_checkpoints,
+                                        rng_states=rng_states)
                     accelerator.wait_for_everyone()  # no rank runs ahead of (or exits before) a half-written save
     finally:
         runtime.close()
@@ -443,6 +447,11 @@ def run(cfg: DictConfig) -> int:
         console.print(f"done in {summary['grpo/wall_seconds']:.0f}s; model: {final_dir}  "
                       f"metrics: {out / 'metrics.jsonl'}")
     return 0
+
+
+def dr_grpo_norm_constant(algo, max_new_tokens: int) -> int:
+    """C in Dr. GRPO's sum / (N * C): ``algo.norm_constant`` if set, else the generation budget."""
+    return algo.norm_constant or max_new_tokens
 
 
 def main(argv: list[str]) -> int:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from rlvr.runs.tracking import read_metrics
 
@@ -72,6 +73,13 @@ def test_sigkilled_grpo_run_resumes_to_the_same_metrics_and_weights(tmp_path):
         for key in COMPARED:
             assert b[step][key] == pytest.approx(a[step][key], rel=1e-4, abs=1e-6), (step, key)
     assert a[N + 2]["grad_norm"] > 0, "no gradient: the comparison would not show a diverged update"
+    # the reward-hacking monitors resume with their baselines (length baseline, reward history) from the checkpoint
+    state = torch.load(checkpoint / "trainer_state.pt", weights_only=False)
+    assert len(state["monitors"]["lengths"]) == N
+    monitor_keys = sorted(k for k in a[N + 2] if k.startswith("monitor/"))
+    assert monitor_keys, "no monitor metrics: the monitors' resume is not tested"
+    for key in monitor_keys:
+        assert b[N + 2][key] == pytest.approx(a[N + 2][key], rel=1e-6, abs=1e-9, nan_ok=True), key
 
     wa, wb, w0 = load_weights(straight / "final"), load_weights(killed / "final"), load_weights(checkpoint)
     assert wa.keys() == wb.keys()

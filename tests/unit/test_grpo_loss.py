@@ -251,3 +251,26 @@ def test_shape_errors():
         policy_loss(lp(), OLD, None, torch.zeros(3), MASK, cfg())
     with pytest.raises(ValueError, match="loss="):
         policy_loss(lp(), OLD, None, ADV, MASK, cfg(loss="ppo2"))
+
+
+def test_aggregate_rejects_fractional_mask_weights():
+    # a 0.5 weight used to count in the denominator but not in the sum: now an error says so
+    per_token = torch.ones(2, 3)
+    mask = torch.tensor([[1.0, 0.5, 0.0], [1.0, 1.0, 1.0]])
+    with pytest.raises(ValueError, match="0/1"):
+        aggregate(per_token, mask, "token")
+
+
+def test_dr_grpo_constant_is_the_generation_budget_not_the_padded_width():
+    # Dr. GRPO 2503.20783: loss = sum of masked token terms / (N * max_new_tokens), whatever the batch's width
+    from rlvr.train.grpo import dr_grpo_norm_constant
+
+    algo = resolve_algo("dr_grpo")
+    max_new_tokens = 64
+    per_token = torch.arange(12, dtype=torch.float32).view(3, 4)  # [N=3, T=4]: no completion reached the cap
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]], dtype=torch.float32)
+    c = dr_grpo_norm_constant(algo, max_new_tokens)
+    assert c == max_new_tokens
+    expected = (per_token * mask).sum() / (3 * max_new_tokens)
+    assert torch.allclose(aggregate(per_token, mask, "constant", c), expected)
+    assert dr_grpo_norm_constant(resolve_algo("dr_grpo", norm_constant=100), max_new_tokens) == 100

@@ -268,3 +268,12 @@ def test_summary_without_grpo_uses_the_sft_eval(tmp_path):
     (run / "sft" / "eval" / "sft_heldout.json").write_text(json.dumps({"rows": rows}))
     summary = collect_summary(run, {"sft": {"status": "ran"}})
     assert summary["accuracy"]["a"] == {"after_sft": 1.0, "after_grpo": None, "delta": None}
+
+
+def test_eval_stage_override_of_n_alone_moves_the_derived_k_list(tmp_path):
+    from rlvr.config.loading import compose_config
+    from rlvr.pipeline import stage_config
+
+    cfg = compose_config("pipeline", ["output_dir=" + str(tmp_path), 'pipeline.stage_overrides.eval=["eval.n=2"]'])
+    node = stage_config(cfg, "eval", tmp_path)
+    assert node.eval.n == 2 and list(node.eval.k_list) == [1, 2]
