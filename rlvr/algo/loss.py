@@ -28,7 +28,9 @@ Conventions of verl and TRL that rlvr does not follow (every loss and gradient a
 to ~1e-9 and with TRL 1.16's ``_compute_loss`` to ~1e-16 where the conventions coincide):
 - verl's dual-clip (``clip_ratio_c = 3``: for A < 0 the clipped loss is capped at -3A, so a reused sample whose
   ratio exploded cannot dominate a step) is not applied: with one update per batch (our default) the ratio is 1
-  and the cap never acts; with ``grpo.updates_per_batch > 1`` large ratios are bounded by the clip range alone.
+  and the cap never acts. With ``grpo.updates_per_batch > 1`` the clip range does NOT bound that case (for A < 0
+  and r > 1 + clip_high the min() picks the unclipped r * A); only gradient clipping does. The two agree while
+  no A < 0 token has r > 3.
 - verl clamps the log-ratio inside its KL estimators (and the k3 value to [-10, 10]); here k3 is unclamped: it
   is finite for finite log-probs and >= 0, and a clamp would hide a policy that ran away from its reference.
 - Group std is the population std (divide by G, rlvr.algo.advantages); TRL and verl use G - 1 (unbiased).
