@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-contamination": ("rlvr.runs.contamination", "n-gram overlap between a task's training prompts and eval sets"),
     "diff-runs": ("rlvr.runs.diff_runs", "what differs between two runs' recipes, data, verifiers and model hashes"),
     "distill": ("rlvr.train.distill", "rejection sampling: sample a model, keep verified-correct traces as SFT data"),
-    "eval": ("rlvr.eval.sweep", "accuracy vs thinking budget (pass@1, pass@k, maj@k) per checkpoint and split"),
+    "eval": ("rlvr.eval.cli", "accuracy vs thinking budget (pass@1, pass@k, maj@k) per checkpoint and split"),
     "grpo": ("rlvr.train.grpo", "GRPO on a task's verifiable rewards (from an SFT checkpoint or any model)"),
     "pipeline": ("rlvr.pipeline", "distill -> sft -> grpo -> eval -> plot in one run directory, resumable"),
     "plot": ("rlvr.eval.plots", "train-time vs test-time scaling plots from a run's budget sweeps (PNG + wandb)"),

@@ -16,7 +16,7 @@ Layout (``<run>`` = ``output_dir``):
 
 How a stage's config is built: take that stage's own schema (``DistillRunConfig``, ``SFTRunConfig``,
 ``GRPORunConfig``, ``EvalRunConfig``), fill the shared fields (seed, data_dir, model, task, logger) and the stage's
-sections (``sft``; ``grpo``/``algo``/``rewards``/``rollout``; ``eval``; ``distill``/``rewards``/``rollout``) from
+sections (``sft``/``rewards``; ``grpo``/``algo``/``rewards``/``rollout``; ``eval``; ``distill``/``rewards``/``rollout``) from
 the pipeline's config, point ``output_dir`` at the stage's folder, wire the previous stage's output in (GRPO's
 ``model.name_or_path = <run>/sft/final``; SFT's ``sft.train_file = <run>/distill/data.jsonl`` when distill is in
 the stages), then apply ``pipeline.stage_overrides.<stage>`` — dotlist ``key=value`` overrides in that stage's
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import time
 from dataclasses import fields, replace
 from pathlib import Path
@@ -51,7 +50,6 @@ STAGE_SCHEMAS: dict[str, type] = {"distill": DistillRunConfig, "sft": SFTRunConf
                                   "eval": EvalRunConfig}
 SFT_DONE = Path("final") / "rlvr_sft_done.json"
 GRPO_DONE = Path("final") / "rlvr_grpo_done.json"
-SUMMARY = "summary.json"
 
 
 # ------------------------------------------------------------------------------------------------ stage configs
@@ -131,7 +129,7 @@ def upstream(cfg: DictConfig, stage: str, run: Path) -> list[str]:
 
 def _validators() -> dict[str, Callable[[DictConfig], list[Problem]]]:
     from rlvr.train.distill import validate as distill_validate
-    from rlvr.eval.sweep import validate as eval_validate
+    from rlvr.eval.cli import validate as eval_validate
     from rlvr.train.grpo_validation import validate as grpo_validate
     from rlvr.train.sft import validate as sft_validate
 
@@ -254,7 +252,7 @@ def sweep_is_current(path: Path, ckpt: Any, stage_cfg: DictConfig, splits: list[
 
 
 def plots_current(run: Path) -> bool:
-    from rlvr.eval.sweep import SWEEP_PREFIX
+    from rlvr.eval.budget_sweep import SWEEP_PREFIX
     from rlvr.eval.plots import PLOTS
 
     sweeps = list((run / "eval").glob(f"{SWEEP_PREFIX}*.json"))
@@ -284,18 +282,16 @@ def run_grpo(stage_cfg: DictConfig, run: Path, console: Any) -> int:
 
 
 def eval_splits(stage_cfg: DictConfig, task: Any) -> list[str]:
-    from rlvr.eval.heldout import default_eval_splits
-
-    return list(stage_cfg.eval.splits) or default_eval_splits(task)
+    """The eval stage's splits: as configured, else the task's held-out ones."""
+    return list(stage_cfg.eval.splits) or task.default_eval_splits()
 
 
 def run_eval(stage_cfg: DictConfig, run: Path, console: Any) -> int:
-    """Sweep every model of :func:`eval_checkpoints` whose sweep file is missing or stale (``rlvr.eval.sweep``)."""
-    import torch
-
-    from rlvr.eval.sweep import SWEEP_PREFIX, print_table, sweep_checkpoint
-    from rlvr.models import load_model_and_tokenizer
-    from rlvr.rewards.runtime import eval_runtime
+    """Sweep every model of :func:`eval_checkpoints` whose sweep file is missing or stale, with the loop
+    ``rlvr eval`` runs (``rlvr.eval.budget_sweep.evaluate_checkpoints``); up-to-date files are kept."""
+    from rlvr.eval.budget_sweep import SWEEP_PREFIX, evaluate_checkpoints
+    from rlvr.eval.cli import print_table
+    from rlvr.runs.provenance import task_datasets, write_stage_card
     from rlvr.tasks import build_task
 
     e = stage_cfg.eval
@@ -304,30 +300,16 @@ def run_eval(stage_cfg: DictConfig, run: Path, console: Any) -> int:
     checkpoints = eval_checkpoints(run, stage_cfg)
     console.print(f"[bold]eval[/bold]  {', '.join(c.label for c in checkpoints)}  splits={splits}  "
                   f"budgets={list(e.budgets)}  n={e.n}  problems/split={e.num_problems}  out={run / 'eval'}")
-    runtime = eval_runtime(stage_cfg.rewards)
-    rows = []
-    try:
-        for ckpt in checkpoints:
-            path = run / "eval" / f"{SWEEP_PREFIX}{ckpt.tag}.json"
-            if sweep_is_current(path, ckpt, stage_cfg, splits, task.name):
-                console.print(f"{ckpt.label}: {path} is up to date")
-                rows += json.loads(path.read_text())["rows"]
-                continue
-            started = time.time()
-            model_cfg = OmegaConf.merge(stage_cfg.model, {"name_or_path": ckpt.path} if ckpt.path else {})
-            model, tokenizer = load_model_and_tokenizer(model_cfg)
-            model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-            mine, written = sweep_checkpoint(model, tokenizer, task, e, ckpt, run, runtime, splits=splits,
-                                             seed=stage_cfg.seed, think_open=stage_cfg.task.think_open,
-                                             think_close=stage_cfg.task.think_close)
-            rows += mine
-            console.print(f"{ckpt.label}: wrote {written} ({time.time() - started:.0f}s)")
-            del model
-    finally:
-        runtime.close()
-    print_table(rows, console)
-    from rlvr.runs.provenance import task_datasets, write_stage_card
 
+    def reuse(ckpt: Any) -> list[dict] | None:
+        path = run / "eval" / f"{SWEEP_PREFIX}{ckpt.tag}.json"
+        if not sweep_is_current(path, ckpt, stage_cfg, splits, task.name):
+            return None
+        console.print(f"{ckpt.label}: {path} is up to date")
+        return json.loads(path.read_text())["rows"]
+
+    rows = evaluate_checkpoints(stage_cfg, task, checkpoints, splits, run, console, reuse=reuse)
+    print_table(rows, console)
     parent = next((c for c in (stage_dir(run, s) / "final" / "provenance.json" for s in ("grpo", "sft"))
                    if c.exists()), None)
     write_stage_card(stage_cfg, "eval", run / "eval", console=console, verifiers=task.verifier_specs(),
@@ -367,7 +349,7 @@ def stage_done(stage: str, cfg: DictConfig, stage_cfg: DictConfig | None, run: P
     if stage == "grpo":
         return grpo_done(run, stage_cfg.grpo.max_steps)
     if stage == "eval":
-        from rlvr.eval.sweep import SWEEP_PREFIX
+        from rlvr.eval.budget_sweep import SWEEP_PREFIX
         from rlvr.tasks import build_task
 
         task = build_task(stage_cfg.task, data_dir=stage_cfg.data_dir)
@@ -377,110 +359,6 @@ def stage_done(stage: str, cfg: DictConfig, stage_cfg: DictConfig | None, run: P
     if stage == "plot":
         return plots_current(run)
     raise KeyError(stage)
-
-
-# ------------------------------------------------------------------------------------------------ summary
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _heldout(path: Path) -> dict[str, dict[str, float]]:
-    data = _read_json(path) or {}
-    return {r["split"]: {"accuracy": r["accuracy"], "n": r["n"]} for r in data.get("rows", [])}
-
-
-def collect_summary(run: Path, stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Everything the final report shows, from the files the stages wrote (so it also works after a resume)."""
-    from rlvr.eval.sweep import SWEEP_PREFIX
-
-    out: dict[str, Any] = {"run": str(run), "stages": stages}
-    sft = _heldout(run / "sft" / "eval" / "sft_heldout.json")
-    grpo_files = {}
-    for path in (run / "grpo" / "eval").glob("grpo_step*.json"):
-        try:
-            grpo_files[int(path.stem.removeprefix("grpo_step"))] = path
-        except ValueError:
-            continue
-    start = _heldout(grpo_files[0]) if 0 in grpo_files else {}
-    last = max(grpo_files, default=None)
-    final = _heldout(grpo_files[last]) if last else {}
-    out["heldout_greedy"] = {"sft": sft, "grpo_start": start, "grpo_final": final, "grpo_final_step": last}
-    # "after SFT" on the same problems as "after GRPO" when GRPO evaluated its start, else SFT's own eval
-    before = start or sft
-    table = {}
-    for split in dict.fromkeys([*before, *final]):
-        b, a = before.get(split, {}).get("accuracy"), final.get(split, {}).get("accuracy")
-        table[split] = {"after_sft": b, "after_grpo": a, "delta": None if a is None or b is None else a - b}
-    out["accuracy"] = table
-    both = [v for v in table.values() if v["delta"] is not None]
-    out["mean_accuracy"] = {
-        "after_sft": sum(v["after_sft"] for v in both) / len(both) if both else None,
-        "after_grpo": sum(v["after_grpo"] for v in both) / len(both) if both else None,
-    }
-    # budget -> pass@1 (mean over splits), one column per evaluated model, in step order
-    rows = []
-    for path in sorted((run / "eval").glob(f"{SWEEP_PREFIX}*.json")):
-        rows += (_read_json(path) or {}).get("rows", [])
-    by_model: dict[str, dict[str, list[float]]] = {}
-    order: dict[str, tuple] = {}
-    for r in rows:
-        label = r["checkpoint"]
-        order.setdefault(label, (label != "sft", r.get("step") if r.get("step") is not None else math.inf, label))
-        if r.get("pass@1") is not None:
-            by_model.setdefault(label, {}).setdefault(str(r["budget"]), []).append(r["pass@1"])
-    out["pass@1_by_budget"] = {label: {b: sum(v) / len(v) for b, v in by_model.get(label, {}).items()}
-                               for label in sorted(order, key=order.get)}
-    out["plots"] = [str(p) for p in sorted((run / "plots").glob("*.png"))]
-    return out
-
-
-def _pct(x: float | None) -> str:
-    return "" if x is None else f"{100 * x:.1f}"
-
-
-def print_summary(summary: dict[str, Any], console: Any) -> None:
-    from rich.table import Table
-
-    stages = Table(title="stages")
-    for col in ("stage", "status", "seconds"):
-        stages.add_column(col, justify="right" if col == "seconds" else "left")
-    for stage, s in summary["stages"].items():
-        seconds = s.get("seconds")
-        stages.add_row(stage, s["status"], "" if seconds is None else f"{seconds:.0f}")
-    console.print(stages)
-    acc = summary["accuracy"]
-    if acc:
-        g = summary["heldout_greedy"]
-        sizes = {split: row.get("n") for split, row in (g["grpo_final"] or g["grpo_start"] or g["sft"]).items()}
-        table = Table(title="held-out greedy accuracy (%)")
-        for col in ("split", "problems", "after SFT", "after GRPO", "change"):
-            table.add_column(col, justify="right")
-        for split, v in acc.items():
-            delta = "" if v["delta"] is None else f"{100 * v['delta']:+.1f}"
-            n = sizes.get(split)
-            table.add_row(split, "" if n is None else str(n), _pct(v["after_sft"]), _pct(v["after_grpo"]), delta)
-        m = summary["mean_accuracy"]
-        if m["after_sft"] is not None:
-            table.add_row("mean", "", _pct(m["after_sft"]), _pct(m["after_grpo"]),
-                          f"{100 * (m['after_grpo'] - m['after_sft']):+.1f}")
-        console.print(table)
-    by_budget = summary["pass@1_by_budget"]
-    if by_budget:
-        budgets = list(dict.fromkeys(b for v in by_budget.values() for b in v))
-        budgets.sort(key=lambda b: math.inf if b == "None" else int(b))
-        table = Table(title="pass@1 (%) by thinking budget, mean over splits")
-        table.add_column("budget", justify="right")
-        for label in by_budget:
-            table.add_column(label, justify="right")
-        for b in budgets:
-            table.add_row("none" if b == "None" else b, *[_pct(by_budget[label].get(b)) for label in by_budget])
-        console.print(table)
-    for p in summary["plots"]:
-        console.print(f"plot: {p}")
-    console.print(f"summary: {Path(summary['run']) / SUMMARY}")
 
 
 # ------------------------------------------------------------------------------------------------ the command
@@ -498,13 +376,15 @@ def _free_memory() -> None:
 def run(cfg: DictConfig) -> int:
     from rich.console import Console
 
+    from rlvr.eval.summary import SUMMARY, collect_summary, print_summary, read_json, write_summary
+
     console = Console()
     started = time.time()
     default_output_dir(cfg, "pipeline")
     run_dir = Path(cfg.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    previous = (_read_json(run_dir / SUMMARY) or {}).get("stages", {})
+    previous = (read_json(run_dir / SUMMARY) or {}).get("stages", {})
     listed = [s for s in PIPELINE_STAGES if s in cfg.pipeline.stages]
     console.print(f"[bold]rlvr pipeline[/bold]  {' -> '.join(listed)}  out={run_dir}  (re-run the same command to "
                   "resume after an interruption)")
@@ -531,14 +411,14 @@ def run(cfg: DictConfig) -> int:
             statuses[stage] = {"status": f"failed (exit {rc})", "seconds": time.time() - stage_started}
             console.print(f"[red]stage {stage} failed (exit {rc}); fix the cause and re-run the same command: "
                           "finished stages are kept[/red]")
-            _write_summary(run_dir, collect_summary(run_dir, statuses))
+            write_summary(run_dir, collect_summary(run_dir, statuses))
             return int(rc)
         statuses[stage] = {"status": "ran", "seconds": time.time() - stage_started}
     summary = collect_summary(run_dir, statuses)
     summary["seconds"] = time.time() - started
     console.rule("[bold]summary")
     print_summary(summary, console)
-    _write_summary(run_dir, summary)
+    write_summary(run_dir, summary)
     write_pipeline_card(cfg, run_dir, summary, console)
     return 0
 
@@ -564,24 +444,19 @@ def check_contamination_before_grpo(cfg: DictConfig, grpo_cfg: DictConfig, run: 
 def write_pipeline_card(cfg: DictConfig, run: Path, summary: dict[str, Any], console: Any) -> None:
     """RUNCARD.md + provenance.json in the run folder: the pipeline's own record, its parent the newest stage card
     (eval -> grpo -> sft), so ``rlvr card <run>`` tells the whole chain."""
+    from rlvr.eval.summary import read_json
     from rlvr.runs.provenance import collect, write_run_card
 
     cards = [run / "eval" / "provenance.json", stage_dir(run, "grpo") / "final" / "provenance.json",
              stage_dir(run, "sft") / "final" / "provenance.json"]
     parent = next((c for c in cards if c.exists()), None)
-    contamination = _read_json(stage_dir(run, "grpo") / "contamination.json")
+    contamination = read_json(stage_dir(run, "grpo") / "contamination.json")
     try:
         write_run_card(run, collect(cfg, "pipeline", run, parent=parent, wall_seconds=summary.get("seconds"),
                                     contamination=contamination))
         console.print(f"run card: {run / 'RUNCARD.md'}  (rlvr card {run})")
     except Exception as exc:  # noqa: BLE001 - paperwork must not fail a finished run
         console.print(f"[yellow]could not write the pipeline run card: {type(exc).__name__}: {exc}[/yellow]")
-
-
-def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    tmp = run_dir / (SUMMARY + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
-    tmp.replace(run_dir / SUMMARY)
 
 
 def main(argv: list[str]) -> int:

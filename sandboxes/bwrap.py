@@ -81,7 +81,7 @@ class BwrapSandbox(SubprocessSandbox):
         return status
 
     def _env(self) -> dict[str, str]:
-        from rlvr.sandboxes._worker import program_env
+        from rlvr.sandboxes._job import program_env
 
         return program_env(INNER_WORK)
 

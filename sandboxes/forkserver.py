@@ -20,7 +20,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from rlvr.sandboxes import _worker
+from rlvr.sandboxes import _job, _worker
 from rlvr.sandboxes.base import ExecutionResult, Job, Sandbox, UidLease, sandbox_error
 from rlvr.sandboxes.cgroup import SlotCgroup
 from rlvr.sandboxes.config import SandboxConfig
@@ -90,7 +90,7 @@ class ForkServerSandbox(Sandbox):
                     f"NO memory cgroup here, so {c.max_processes} processes x {c.memory_mb} MiB bound a slot")
         self.guarantees = GUARANTEES.format(
             mode=c.mode, uids=self.uids, tmpfs_mb=c.tmpfs_mb, timeout_s=c.timeout_s,
-            cpu=_worker.cpu_limit(c.worker_dict(None)), memory_mb=c.memory_mb, max_file_mb=c.max_file_mb,
+            cpu=_job.cpu_limit(c.worker_dict(None)), memory_mb=c.memory_mb, max_file_mb=c.max_file_mb,
             max_open_files=c.max_open_files, max_processes=c.max_processes, slot_mem=slot_mem)
 
     # -- slots ----------------------------------------------------------------------------------------------
@@ -203,15 +203,15 @@ class ForkServerSandbox(Sandbox):
 def _worker_cleanup_host(uid: int) -> None:
     """Belt and braces after a worker died: kill any process of the slot uid left anywhere on the host."""
     try:
-        _worker.kill_uid(uid)
+        _job.kill_uid(uid)
     except OSError:
         pass
     for _ in range(100):
-        if not _worker.uid_alive(uid):
+        if not _job.uid_alive(uid):
             return
         time.sleep(0.01)
         try:
-            _worker.kill_uid(uid)
+            _job.kill_uid(uid)
         except OSError:
             pass
 

@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from rlvr.sandboxes import _worker
+from rlvr.sandboxes import _job
 from rlvr.sandboxes.base import ExecutionResult, Job, Sandbox, UidLease
 from rlvr.sandboxes.config import SandboxConfig
 
@@ -41,7 +41,7 @@ class SubprocessSandbox(Sandbox):
     def __init__(self, cfg: SandboxConfig):
         if os.geteuid() == 0:
             python = cfg.resolved().python
-            hidden = _worker.hidden_ancestor(python)
+            hidden = _job.hidden_ancestor(python)
             if hidden is not None:
                 raise RuntimeError(
                     f"{self.backend} backend: the interpreter {python} lies under {hidden}, which the unprivileged "
@@ -104,7 +104,7 @@ class SubprocessSandbox(Sandbox):
         cfg = self.cfg.worker_dict(uid)
         timeout = job.timeout_s or self.cfg.timeout_s
         cfg["timeout_s"] = timeout
-        _worker.write_job_files(work, job.program, job.files, uid)
+        _job.write_job_files(work, job.program, job.files, uid)
         paths = [os.path.join(io_dir, n) for n in ("stdin", "stdout", "stderr")]
         with open(paths[0], "w", encoding="utf-8") as f:
             f.write(job.stdin or "")
@@ -113,14 +113,14 @@ class SubprocessSandbox(Sandbox):
         after_drop = self._after_drop
 
         def preexec() -> None:  # runs in the child between fork and exec; no imports, no locks
-            _worker.apply_rlimits(cfg)
-            _worker.drop_privileges(uid)
+            _job.apply_rlimits(cfg)
+            _job.drop_privileges(uid)
             after_drop()
 
         t0 = time.monotonic()
         with open(paths[0], "rb") as fin, open(paths[1], "wb") as fout, open(paths[2], "wb") as ferr:
             proc = subprocess.Popen(argv, stdin=fin, stdout=fout, stderr=ferr, cwd=cwd, close_fds=True,
-                                    env=_worker.program_env(self._home(work)), start_new_session=True,
+                                    env=_job.program_env(self._home(work)), start_new_session=True,
                                     preexec_fn=preexec, pass_fds=self._pass_fds())
         pidfd = os.pidfd_open(proc.pid)
         try:
@@ -138,10 +138,10 @@ class SubprocessSandbox(Sandbox):
         status = self._program_status(status)
         wall = time.monotonic() - t0
         cap = self.cfg.max_output_kb << 10
-        stdout, out_size = _worker.read_capped(paths[1], cap)
-        stderr, err_size = _worker.read_capped(paths[2], cap)
+        stdout, out_size = _job.read_capped(paths[1], cap)
+        stderr, err_size = _job.read_capped(paths[2], cap)
         cpu = ru.ru_utime + ru.ru_stime
-        st, code = _worker.classify(cfg, timed_out, status, cpu, out_size, err_size, stderr)
+        st, code = _job.classify(cfg, timed_out, status, cpu, out_size, err_size, stderr)
         if code == 1 and stderr.startswith("bwrap: ") and not stdout:
             st = "sandbox_error"
         return ExecutionResult(st, code, stdout, stderr, wall, cpu)
@@ -157,10 +157,10 @@ def _kill_uid_until_gone(uid: int, max_zombies: int = 4, zombie_wait_s: float = 
     fork bomb wait (bounded) for init to reap them; an init that reaps lazily makes that wait visible.
     """
     for _ in range(200):
-        _worker.kill_uid(uid)
-        if not _worker.uid_alive(uid):
+        _job.kill_uid(uid)
+        if not _job.uid_alive(uid):
             break
         time.sleep(0.005)
     end = time.monotonic() + zombie_wait_s
-    while _worker.uid_tasks(uid)[1] > max_zombies and time.monotonic() < end:
+    while _job.uid_tasks(uid)[1] > max_zombies and time.monotonic() < end:
         time.sleep(0.02)

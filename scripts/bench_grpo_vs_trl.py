@@ -406,16 +406,21 @@ def evaluate_model(folder: str, args) -> list[dict[str, Any]]:
     import torch
 
     from rlvr.config import ModelConfig, TaskConfig
-    from rlvr.eval.heldout import default_eval_splits, evaluate_heldout
+    from rlvr.eval.heldout import evaluate_heldout
     from rlvr.models import load_model_and_tokenizer
+    from rlvr.config import RewardsConfig
+    from rlvr.rewards.runtime import eval_runtime
     from rlvr.tasks import build_task
-    from rlvr.verifiers import load as load_verifier
 
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model_and_tokenizer(ModelConfig(name_or_path=folder, dtype="float32"))
     task = build_task(TaskConfig(name="arith"))
-    results = evaluate_heldout(model, tokenizer, task, default_eval_splits(task), args.eval_problems,
-                               args.eval_max_new_tokens, 200, load_verifier("math"))
+    runtime = eval_runtime(RewardsConfig())
+    try:
+        results = evaluate_heldout(model, tokenizer, task, task.default_eval_splits(), args.eval_problems,
+                                   args.eval_max_new_tokens, 200, runtime)
+    finally:
+        runtime.close()
     return [{"split": r.split, "n": r.n, "accuracy": r.accuracy, "errors": r.errors,
              "mean_completion_tokens": r.mean_completion_tokens} for r in results]
 

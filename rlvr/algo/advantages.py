@@ -9,7 +9,8 @@
 
 Choices where the papers are silent or differ:
 - std is the population std (divide by n, not n-1): defined for any group size, and a 0/1 pair maps to +-1.
-  (TRL uses the n-1 std, giving +-0.71 there.)
+  TRL (``nanstd``) and verl (``torch.std``) use the n-1 std, giving +-0.71 there: rlvr's advantages are
+  sqrt((n-1)/n) times theirs (see ``rlvr.algo.loss`` for what that means when copying their learning rates).
 - ``"batch"`` scales by the std of the *centred* rewards over the informative groups (the RMS advantage), so
   between-prompt difficulty differences do not shrink the advantages, and the scale does not depend on how
   many zero-variance groups the batch happened to contain. Lite PPO (Liu et al. 2025, "Tricks or Traps?")

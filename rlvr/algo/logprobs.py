@@ -157,6 +157,8 @@ def token_logprobs_and_entropy(model: Any, input_ids: torch.Tensor, attention_ma
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x`` [N, T] over ``mask`` [N, T] == 1; 0 when the mask is empty (never NaN)."""
-    mask = mask.to(x.dtype)
-    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+    """Mean of ``x`` [N, T] weighted by ``mask`` [N, T] (0/1, or token weights); 0 when the mask is empty (never
+    NaN). A total weight below 1 is divided by as it is, not raised to 1, so fractional masks give a true mean."""
+    mask = mask.to(x.dtype).clamp(min=0.0)  # [N, T]; a negative weight counts as 0, as in rlvr.algo.loss.aggregate
+    total = mask.sum()
+    return (x * mask).sum() / torch.where(total > 0, total, torch.ones_like(total))

@@ -24,17 +24,34 @@ Aggregation to a scalar:
 ``num_items`` overrides the denominator (tokens / sequences / N) so micro-batches of one optimizer step can
 be summed into the same value as one big batch.
 
-Conventions of verl and TRL that rlvr does not follow (every loss and gradient agrees with verl's ``core_algos``
-to ~1e-9 and with TRL 1.16's ``_compute_loss`` to ~1e-16 where the conventions coincide):
-- verl's dual-clip (``clip_ratio_c = 3``: for A < 0 the clipped loss is capped at -3A, so a reused sample whose
-  ratio exploded cannot dominate a step) is not applied: with one update per batch (our default) the ratio is 1
-  and the cap never acts. With ``grpo.updates_per_batch > 1`` the clip range does NOT bound that case (for A < 0
-  and r > 1 + clip_high the min() picks the unclipped r * A); only gradient clipping does. The two agree while
-  no A < 0 token has r > 3.
-- verl clamps the log-ratio inside its KL estimators (and the k3 value to [-10, 10]); here k3 is unclamped: it
-  is finite for finite log-probs and >= 0, and a clamp would hide a policy that ran away from its reference.
-- Group std is the population std (divide by G, rlvr.algo.advantages); TRL and verl use G - 1 (unbiased).
-- ``aggregate`` accepts only 0/1 masks: a fractional weight would count in the denominator but not in the sum.
+``mask`` entries are token weights: ``aggregate`` puts the same weight on a token in the sum and in the
+denominator (an entry <= 0 counts as 0 in both), so a fractional mask gives a weighted mean; the GSPO sequence
+ratio and the metrics weight tokens the same way. The trainer passes 0/1 masks, for which every result is the
+plain masked one bit for bit (w * x is x for w = 1).
+
+Conventions of verl (``core_algos``) and TRL (``GRPOTrainer._compute_loss``) that rlvr does not follow. Where
+none of them is triggered, every loss and gradient agrees with verl to ~1e-9 and with TRL 1.16 to ~1e-16 on
+random inputs:
+- verl's dual-clip (Ye et al. 2020, ``clip_ratio_c = 3``): for A < 0 verl caps the token loss at -3A, so a
+  token whose ratio grew past 3 stops contributing gradient. PPO's clip alone does not bound that case (for
+  A < 0 and r > 1 + eps the min() picks the unclipped r * A). rlvr keeps the papers' objective (PPO, GRPO, DAPO,
+  GSPO and CISPO define none): ratios only leave 1 when a batch is reused (``grpo.updates_per_batch > 1``;
+  the default of 1 gives r = 1 exactly, where the cap cannot act), and a token the policy now strongly prefers
+  although A < 0 is the one that most needs pushing down; gradient clipping bounds the step. The two agree
+  whenever no A < 0 token has r > 3.
+- verl's clamps: it clamps log r to [-20, 20] before exp() in the policy loss, and in its k3 KL
+  (``kl_penalty="low_var_kl"``) clamps log(pi_ref / pi) to [-20, 20] and the k3 value to [-10, 10]. rlvr
+  computes both unclamped: k3 is finite for finite log-probs and >= 0, while a clamp zeroes the gradient exactly
+  on the tokens that drifted furthest from the reference and makes a policy that ran away look calm in
+  ``kl/ref`` (it saturates at 10). Identical while |log r| < 20 and k3 < 10. TRL's k3 has no clamp, like rlvr.
+- Group std (``rlvr.algo.advantages``): rlvr divides by n (population std); verl (``torch.std``) and TRL
+  (``nanstd``) divide by n - 1, so rlvr's advantages are sqrt((G - 1) / G) times theirs (0.71 at G = 2, 0.94 at
+  G = 8). rlvr's std is defined for every group size (verl special-cases a group of one as mean 0, std 1) and
+  maps a 0/1 pair to +-1; the factor is a constant per G that the learning rate absorbs, but a learning rate
+  copied from verl or TRL is off by it at small G. The loss itself is independent of this choice.
+- TRL's ``cispo`` truncates the weight from above only, min(r, eps_high); rlvr clips both sides, and the
+  ``cispo`` preset's ``clip_low = 1`` puts the floor at 0, which is the same thing. TRL's optional two-sided
+  clip (``delta``) is not implemented.
 
 ``old_logprobs=None`` means fully on-policy (one update per batch): old = logprobs.detach(), so r = 1 with the
 policy gradient. Metrics are detached 0-dim tensors (``.item()`` them when logging, so a GPU is not synced per
@@ -55,20 +72,28 @@ def _k3(log_ratio: torch.Tensor) -> torch.Tensor:
     return torch.exp(log_ratio) - 1.0 - log_ratio
 
 
+def _nonzero(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with zeros replaced by 1: an empty mask divides 0 by 1 (a weight sum may be < 1, so no clamp)."""
+    return torch.where(x > 0, x, torch.ones_like(x))
+
+
 def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, norm_constant: int | None = None,
               num_items: float | None = None) -> torch.Tensor:
-    """Scalar from token terms [N, T] under ``mask`` [N, T]; see the module docstring for each ``mode``."""
-    if ((mask != 0) & (mask != 1)).any():  # a weight would count in the denominator but not in the sum
-        raise ValueError("aggregate: the mask must hold only 0/1 (got fractional weights); weight the per-token terms "
-                         "instead of the mask")
-    mask = mask.to(per_token.dtype)
-    summed = torch.where(mask > 0, per_token, torch.zeros_like(per_token))  # [N, T]; where() also drops NaN/inf pads
+    """Scalar from token terms [N, T] under ``mask`` [N, T]; see the module docstring for each ``mode``.
+
+    ``mask`` entries are token weights, the same in the sum and in the denominator (entries <= 0 count as 0), so
+    a fractional mask gives a weighted mean, not a sum of unweighted terms over a weighted count.
+    """
+    on = mask > 0  # [N, T] bool
+    weight = torch.where(on, mask.to(per_token.dtype), torch.zeros_like(per_token))  # [N, T]
+    # where(), not a product, drops the pads: they may hold NaN/inf, and 0 * inf is NaN
+    summed = torch.where(on, per_token * weight, torch.zeros_like(per_token))  # [N, T]
     if mode == "token":
-        denom = num_items if num_items is not None else mask.sum().clamp(min=1.0)
+        denom = num_items if num_items is not None else _nonzero(weight.sum())
         return summed.sum() / denom
     if mode == "sequence":
-        lengths = mask.sum(dim=1)  # [N]
-        per_seq = summed.sum(dim=1) / lengths.clamp(min=1.0)  # [N]
+        lengths = weight.sum(dim=1)  # [N] total weight of each sequence
+        per_seq = summed.sum(dim=1) / _nonzero(lengths)  # [N]
         denom = num_items if num_items is not None else (lengths > 0).sum().clamp(min=1)
         return per_seq.sum() / denom
     if mode == "constant":
@@ -116,8 +141,9 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor | None, sampl
         # clipped = the min() picked the constant branch, so the token gets no gradient
         clipped_low, clipped_high = (ratio < low) & (adv < 0), (ratio > high) & (adv > 0)
     elif cfg.loss == "gspo":
-        lengths = mask.to(logprobs.dtype).sum(dim=1).clamp(min=1.0)  # [N]
-        seq_log_ratio = log_ratio.sum(dim=1) / lengths  # [N] log of the geometric-mean ratio (padding is 0)
+        weight = torch.where(on, mask.to(logprobs.dtype), zeros)  # [N, T] token weights, 0 on padding
+        # [N] log of the (weighted) geometric-mean ratio; padding is 0 in both factors
+        seq_log_ratio = (log_ratio * weight).sum(dim=1) / _nonzero(weight.sum(dim=1))
         # [N] -> [N, 1] + [N, T]: value exp(seq_log_ratio) on every token, gradient s * grad log pi_t
         ratio = torch.exp(seq_log_ratio.detach().unsqueeze(1) + logprobs - logprobs.detach())
         ratio = torch.where(on, ratio, torch.ones_like(ratio))

@@ -37,6 +37,8 @@ class RunConfig:
 @dataclass
 class SFTRunConfig(RunConfig):
     sft: SFTConfig = opt(factory=SFTConfig, help="cold-start SFT")
+    rewards: RewardsConfig = opt(factory=RewardsConfig, help="verifier process pool of the held-out eval after "
+                                                             "training: workers, timeouts (reports errors, never aborts)")
 
 
 @dataclass
@@ -98,7 +100,7 @@ class PipelineRunConfig(RunConfig):
     sft: SFTConfig = opt(factory=SFTConfig, help="stage sft: cold-start SFT (see `rlvr sft --help`)")
     grpo: GRPOConfig = opt(factory=GRPOConfig, help="stage grpo: the GRPO loop (see `rlvr grpo --help`)")
     algo: AlgoConfig = opt(factory=AlgoConfig, help="stage grpo: GRPO-family knobs, set together by algo=<preset>")
-    rewards: RewardsConfig = opt(factory=RewardsConfig, help="stages distill and grpo: the verifier process pool")
+    rewards: RewardsConfig = opt(factory=RewardsConfig, help="stages distill, sft (held-out eval) and grpo: the verifier process pool")
     rollout: str = opt("auto", "stages distill and grpo: rollout engine hf | vllm | auto")
     eval: EvalConfig = opt(factory=EvalConfig, help="stage eval: thinking-budget sweep of the SFT model and the GRPO "
                                                     "checkpoints (eval.checkpoints: final | all | newest)")

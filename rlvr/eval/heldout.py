@@ -1,16 +1,31 @@
-"""Greedy held-out accuracy per split: the quick check printed after SFT.
+"""Greedy held-out accuracy per split: the check after SFT and every ``grpo.eval_every`` steps of GRPO.
 
-Generation is batched HF ``generate`` with left padding; answers are scored by the ``math`` verifier (parse
-then compare), or by the sample's own primary verifier where that is another one (code tasks, the code rows of a
-``mix``), so SFT reports the same notion of "correct" that GRPO is rewarded with.
+It is the budget sweep's cell (``rlvr.eval.sampling``) at one setting: no thinking cap, n=1, temperature 0,
+through the HF engine on the in-memory model, scored on the one scoring path (``rlvr.rewards.scoring.score``: the
+sample's verifiers in the reward runtime's pool, with hard timeouts). Correct = the sample's primary verifier
+(``rlvr.rewards.scoring.primary_spec``: math on arith, the code verifier on a code task or a mix's code rows)
+scores >= 1, so SFT reports the same notion of "correct" that GRPO is rewarded with. A verifier that breaks or
+hangs is counted in ``errors`` (and is not correct); a sample with no weighted verifier is never correct.
+
+Before this eval became an engine cell it decoded with its own batched transformers ``generate`` loop; on the
+tiny model (the SFT and GRPO checkpoints of the fixed-seed baseline, test_ops1..4, up to 100 problems a split)
+the engine's greedy completions were identical to it, text and token counts, with either HF decoder.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
-from rlvr.tasks.base import Sample
+from rlvr.eval.sampling import sample_and_score
+from rlvr.rewards.scoring import ScoredRound
+from rlvr.rollout.base import SamplingParams
+
+__all__ = ["SplitResult", "evaluate_heldout", "print_results", "run_eval", "split_result",
+           "write_eval"]
 
 
 @dataclass
@@ -27,94 +42,78 @@ class SplitResult:
         return self.correct / self.n if self.n else 0.0
 
 
-def default_eval_splits(task) -> list[str]:
-    """The task's own choice (a mix: each component's), else its per-difficulty held-out splits (arith:
-    test_ops1..K), else its first non-train split."""
-    own = getattr(task, "default_eval_splits", None)
-    if callable(own):
-        return list(own())
-    per_difficulty = [s for s in task.splits if s.startswith("test_")]
-    return per_difficulty or [s for s in task.splits if s != "train"][:1]
-
-
-def greedy_generate(model, tokenizer, prompts: Sequence[list[dict[str, str]]], max_new_tokens: int,
-                    batch_size: int = 64) -> list[tuple[str, int]]:
-    """(completion text, completion token count) per prompt, greedy."""
-    import torch
-
-    tokenizer.padding_side = "left"
-    texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
-    out: list[tuple[str, int]] = []
-    model.eval()
-    eos = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() else tokenizer.eos_token_id
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(model.device)
-            generated = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                       eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
-            completion_ids = generated[:, batch["input_ids"].shape[1]:]  # [B, T_new]
-            for row in completion_ids:
-                ids = row.tolist()
-                n = ids.index(eos) + 1 if eos in ids else len([i for i in ids if i != tokenizer.pad_token_id])
-                out.append((tokenizer.decode(ids[:n], skip_special_tokens=True), n))
-    return out
-
-
-def sample_verifier(sample: Sample, default, cache: dict[str, Any]):
-    """``default`` (the math verifier) where the sample's primary verifier is that one, else the sample's own
-    primary verifier (code tasks, a mix's code rows), so a held-out split is never judged by the wrong rule."""
-    import json
-
-    from rlvr.rewards.runtime import parse_spec
-
-    specs = [parse_spec(s) for s in sample.verifiers]
-    primary = next((s for s in specs if s.weight != 0), None)
-    if primary is None or (primary.name == getattr(default, "name", None) and not primary.config):
-        return default
-    key = json.dumps({"name": primary.name, "config": dict(primary.config)}, sort_keys=True, default=str)
-    if key not in cache:
-        from rlvr.verifiers import load
-
-        cache[key] = load(primary.name, **dict(primary.config))
-    return cache[key]
-
-
-def score_split(split: str, samples: list[Sample], completions: list[tuple[str, int]], verifier,
-                keep_examples: int = 3) -> SplitResult:
+def split_result(split: str, scored: ScoredRound, keep_examples: int = 3) -> SplitResult:
+    """One split's greedy cell (n=1: rollout i answers sample i) as a SplitResult."""
     correct = errors = 0
     examples = []
-    cache: dict[str, Any] = {}
-    for sample, (text, _n) in zip(samples, completions):
-        result = sample_verifier(sample, verifier, cache)(text, sample.answer, meta=sample.meta)
-        errors += result.error is not None
-        ok = result.error is None and (result.score or 0.0) >= 1.0
+    for sample, rollout, r in zip(scored.samples, scored.rollouts, scored.primary()):
+        errors += r is not None and r.error is not None
+        ok = r is not None and r.error is None and r.score is not None and r.score >= 1.0
         correct += ok
         if len(examples) < keep_examples:
-            examples.append({"prompt": sample.prompt[-1]["content"], "completion": text, "answer": sample.answer,
-                             "correct": ok})
-    mean_tokens = sum(n for _, n in completions) / max(len(completions), 1)
-    return SplitResult(split, len(samples), correct, errors, mean_tokens, examples)
+            examples.append({"prompt": sample.prompt[-1]["content"], "completion": rollout.text,
+                             "answer": sample.answer, "correct": ok})
+    mean_tokens = sum(r.num_tokens for r in scored.rollouts) / max(len(scored.rollouts), 1)
+    return SplitResult(split, len(scored.samples), correct, errors, mean_tokens, examples)
 
 
-def evaluate_heldout(model, tokenizer, task, splits: Sequence[str], num_problems: int, max_new_tokens: int,
-                     batch_size: int, verifier) -> list[SplitResult]:
-    results = []
-    for split in splits:
-        samples = task.samples(split, limit=num_problems)
-        completions = greedy_generate(model, tokenizer, [s.prompt for s in samples], max_new_tokens, batch_size)
-        results.append(score_split(split, samples, completions, verifier))
-    return results
+def evaluate_heldout(model: Any, tokenizer: Any, task: Any, splits: Sequence[str], num_problems: int,
+                     max_new_tokens: int, batch_size: int, runtime: Any) -> list[SplitResult]:
+    """Greedy accuracy of ``model`` on the first ``num_problems`` of each split, verified in ``runtime``."""
+    from rlvr.rollout.hf import HFEngine
+
+    engine = HFEngine(model, tokenizer, batch_size=batch_size)
+    # seeded: the engine forks the RNG, so an eval inside training leaves the trainer's random stream untouched
+    params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens, seed=0)
+    return [split_result(split, sample_and_score(engine, task.samples(split, limit=num_problems), runtime, 1, params))
+            for split in splits]
 
 
-def run_eval(model, tokenizer, task, cfg: Any, splits: list[str], out: Any, step: int, console: Any) -> dict:
-    """The greedy held-out eval inside `rlvr grpo` at `step`: accuracy per split, printed and written to eval/."""
-    from rlvr.train.sft import write_eval
-    from rlvr.verifiers import load as load_verifier
+def write_eval(output_dir: Path, results: Sequence[SplitResult], step: int, name: str = "sft_heldout") -> Path:
+    """eval/<name>.json (rows + a few examples per split) and eval/<name>.csv; returns the json path."""
+    eval_dir = Path(output_dir) / "eval"
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    rows = [{"step": step, "split": r.split, "n": r.n, "accuracy": r.accuracy, "errors": r.errors,
+             "mean_completion_tokens": r.mean_completion_tokens} for r in results]
+    examples = {r.split: r.examples for r in results}
+    (eval_dir / f"{name}.json").write_text(json.dumps({"rows": rows, "examples": examples}, indent=2))
+    with (eval_dir / f"{name}.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return eval_dir / f"{name}.json"
+
+
+def print_results(results: Sequence[SplitResult], console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title="held-out greedy accuracy (primary verifier)")
+    for col in ("split", "problems", "accuracy", "verifier errors", "mean tokens"):
+        table.add_column(col, justify="right")
+    for r in results:
+        table.add_row(r.split, str(r.n), f"{100 * r.accuracy:.1f}%", str(r.errors), f"{r.mean_completion_tokens:.1f}")
+    console.print(table)
+    for r in list(results[:1]) + list(results[-1:]):
+        for ex in r.examples[:2]:
+            mark = "[green]✓[/green]" if ex["correct"] else "[red]✗[/red]"
+            console.print(f"{mark} [bold]{ex['prompt']}[/bold] (answer {ex['answer']})\n{ex['completion']}\n")
+
+
+def run_eval(model: Any, tokenizer: Any, task: Any, cfg: Any, splits: list[str], out: Any, step: int, console: Any,
+             runtime: Any = None) -> dict:
+    """The greedy held-out eval inside `rlvr grpo` at `step`: accuracy per split, printed and written to eval/.
+    ``runtime``: a measuring runtime to reuse (``rlvr.rewards.runtime.eval_runtime``); None starts one for the call."""
+    from rlvr.rewards.runtime import eval_runtime
 
     g = cfg.grpo
-    results = evaluate_heldout(model, tokenizer, task, splits, g.eval_num_problems, g.eval_max_new_tokens,
-                               g.eval_batch_size, load_verifier("math"))
+    own = runtime is None
+    runtime = eval_runtime(cfg.rewards) if own else runtime
+    try:
+        results = evaluate_heldout(model, tokenizer, task, splits, g.eval_num_problems, g.eval_max_new_tokens,
+                                   g.eval_batch_size, runtime)
+    finally:
+        if own:
+            runtime.close()
     write_eval(out, results, step=step, name=f"grpo_step{step}")
     console.print(f"eval @ step {step}: " + "  ".join(f"{r.split} {100 * r.accuracy:.1f}%" for r in results))
     return {f"eval/{r.split}/accuracy": r.accuracy for r in results}

@@ -1,7 +1,7 @@
 """The accuracy-vs-thinking-budget sweep inside ``rlvr grpo`` (rank 0 only).
 
 The sweep (``grpo.budget_eval_every``, ``BudgetSweeper``)
-    At step 0 (a fresh start), every N steps and at the end, rank 0 runs ``rlvr.eval.sweep.sweep_checkpoint`` on
+    At step 0 (a fresh start), every N steps and at the end, rank 0 runs ``rlvr.eval.budget_sweep.sweep_checkpoint`` on
     the in-memory policy (HF generate, whatever the rollout engine) as ``Checkpoint("step N")`` with the
     cumulative train tokens (the starting model's, from ``rlvr.runs.layout``, plus this run's ``tokens`` so far),
     writes ``eval/budget_sweep_step<N>.json/.csv`` (the file ``rlvr eval run_dir=... eval.checkpoints=all``
@@ -105,7 +105,7 @@ class BudgetSweeper:
 
     def __call__(self, policy: Any, step: int) -> dict[str, float]:
         """Sweep, write the files, redraw the plots; returns the headline metrics."""
-        from rlvr.eval.sweep import sweep_checkpoint
+        from rlvr.eval.budget_sweep import sweep_checkpoint
         from rlvr.rewards.runtime import eval_runtime
         from rlvr.runs.layout import Checkpoint
 

@@ -40,7 +40,7 @@ DEFAULT_QUERIES = 10_000
 # ---------------------------------------------------------------------------------------------- data
 def load_rows(run_dir: str | Path) -> list[dict[str, Any]]:
     """Sweep rows, one per (model, task, split, budget); a later file replaces an earlier duplicate."""
-    from rlvr.eval.sweep import read_sweeps
+    from rlvr.eval.budget_sweep import read_sweeps
 
     unique: dict[tuple, dict[str, Any]] = {}
     for row in read_sweeps(run_dir):
@@ -188,6 +188,13 @@ def plot_accuracy_vs_step(rows: Sequence[dict], path: Path, metric: str = "pass@
     stepped = [r for r in rows if r.get("step") is not None]
     fig, axes = _grid(len(panels), f"Train-time scaling: {metric} vs training step, per thinking budget")
     tokens = sorted({(r["step"], r["train_tokens"]) for r in stepped if r.get("train_tokens") is not None})
+    steps = [s for s, _ in tokens]
+    to_tokens = None  # (step -> tokens, tokens -> step) for a top axis, when train tokens grow with the step
+    if len(tokens) >= 2 and len(set(steps)) == len(steps) and all(b[1] > a[1] for a, b in zip(tokens, tokens[1:])):
+        import numpy as np
+
+        s_arr, t_arr = np.array(steps, float), np.array([t for _, t in tokens], float)
+        to_tokens = (lambda s: np.interp(s, s_arr, t_arr), lambda t: np.interp(t, t_arr, s_arr))
     for ax, (task, split) in zip(axes, panels):
         mine = [r for r in stepped if (r["task"], r["split"]) == (task, split)]
         if not mine:
@@ -198,17 +205,12 @@ def plot_accuracy_vs_step(rows: Sequence[dict], path: Path, metric: str = "pass@
                 ax.plot(*zip(*pts), marker="o", color=color, label=f"budget {budget_label(budget)}")
         ax.set_title(f"{task}: {split}", fontsize=10)
         ax.set_xlabel("training step", fontsize=8)
-        steps = [s for s, _ in tokens]
-        if len(tokens) >= 2 and len(set(steps)) == len(steps) and all(b[1] > a[1] for a, b in zip(tokens, tokens[1:])):
-            import numpy as np
-
-            s_arr, t_arr = np.array(steps, float), np.array([t for _, t in tokens], float)
-            top = ax.secondary_xaxis("top", functions=(lambda s: np.interp(s, s_arr, t_arr),
-                                                       lambda t: np.interp(t, t_arr, s_arr)))
-            top.set_xlabel("cumulative train tokens", fontsize=8)
-            top.tick_params(labelsize=7)
+        if to_tokens is not None:
             from matplotlib import ticker
 
+            top = ax.secondary_xaxis("top", functions=to_tokens)
+            top.set_xlabel("cumulative train tokens", fontsize=8)
+            top.tick_params(labelsize=7)
             top.xaxis.set_major_formatter(ticker.EngFormatter(sep=""))
             top.xaxis.set_major_locator(ticker.MaxNLocator(3))
     return _finish(fig, axes, path, metric)

@@ -39,7 +39,6 @@ from rlvr.verifiers.base import VerifyResult
 from rlvr.verifiers.registry import check_name
 
 
-
 def eval_runtime(config: Any) -> "RewardRuntime":
     """A runtime for measuring (``rlvr eval``, the in-training sweeps, the held-out eval): the ``rewards`` section's
     workers and timeouts, but it never aborts on verifier errors; it reports them (GRPO's abort guards training)."""

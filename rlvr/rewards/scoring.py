@@ -7,6 +7,12 @@ Two numbers per completion, kept apart on purpose:
 - ``accuracy``: the score of the sample's *primary* verifier (its first spec with a non-zero weight), i.e. "is
   the answer right", without format bonuses or length penalties. Dynamic sampling judges groups by it (DAPO
   2503.14476) and it is what ``accuracy`` in metrics.jsonl means. NaN when that verifier broke or did not apply.
+
+``score`` is the one path from (samples, rollouts) to those numbers: GRPO (``score_round``: plus the overlong
+penalty), ``rlvr eval`` and the in-training sweeps (``rlvr.eval.budget_sweep``), the greedy held-out eval
+(``rlvr.eval.heldout``) and distill all call it, so every one of them runs the verifiers in the reward runtime's
+pool (hard timeouts; a broken verifier is an ``error``, never a silent 0) and agrees on which verifier is primary
+(``primary_spec``, the only place that decides it).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any, Sequence
 import torch
 
 from rlvr.algo.filtering import overlong_penalty
-from rlvr.rewards.runtime import parse_spec
+from rlvr.rewards.runtime import VerifierSpec, parse_spec
 from rlvr.rollout.types import Rollout
 from rlvr.tasks.base import Sample
 from rlvr.verifiers.base import VerifyResult
@@ -30,35 +36,54 @@ class ScoredRound:
 
     samples: list[Sample]  # [B]
     rollouts: list[Rollout]  # [N = B*G]
-    rewards: torch.Tensor  # [N] float, NaN = no trusted reward (shaped: includes the overlong penalty)
+    rewards: torch.Tensor  # [N] float, NaN = no trusted reward (score_round: includes the overlong penalty)
     accuracy: torch.Tensor  # [N] float in [0, 1], NaN = primary verifier broke / did not apply
     results: list[dict[str, VerifyResult]]  # [N] verifier key -> result
     metrics: dict[str, float]  # the runtime's verifier/<key>/... metrics for this round
 
+    def primary(self) -> list[VerifyResult | None]:
+        """[N] each completion's result from its sample's primary verifier (None: the sample has none)."""
+        group = len(self.rollouts) // max(len(self.samples), 1)
+        return [res.get(primary_key(self.samples[i // group]) or "") for i, res in enumerate(self.results)]
 
-def primary_key(sample: Sample) -> str | None:
+
+def primary_spec(sample: Sample) -> VerifierSpec | None:
+    """The verifier that says whether the answer is right: the sample's first spec with a non-zero weight."""
     for spec in sample.verifiers:
         parsed = parse_spec(spec)
         if parsed.weight != 0:
-            return parsed.key
+            return parsed
     return None
 
 
-def score_round(runtime: Any, samples: Sequence[Sample], rollouts: Sequence[Rollout], group_size: int, algo: Any,
-                max_new_tokens: int) -> ScoredRound:
+def primary_key(sample: Sample) -> str | None:
+    spec = primary_spec(sample)
+    return None if spec is None else spec.key
+
+
+def score(runtime: Any, samples: Sequence[Sample], rollouts: Sequence[Rollout], group_size: int) -> ScoredRound:
+    """Score ``rollouts`` (prompt-major: rollout i answers ``samples[i // group_size]``) with each sample's verifier
+    specs in ``runtime``; rewards are the runtime's weighted sums (no shaping)."""
     rows = [samples[i // group_size] for i in range(len(rollouts))]  # [N] prompt-major: row i is prompt i // G
     batch = runtime.score([r.text for r in rollouts], [s.answer for s in rows], [list(s.verifiers) for s in rows],
                           metas=[dict(s.meta) for s in rows])
     rewards = torch.tensor([math.nan if r is None else r for r in batch.rewards], dtype=torch.float32)  # [N]
-    if algo.overlong == "penalty":
-        lengths = torch.tensor([r.num_tokens for r in rollouts])  # [N]
-        rewards = rewards + overlong_penalty(lengths, max_new_tokens, algo.overlong_buffer)  # NaN stays NaN
     accuracy = []
     for sample, res in zip(rows, batch.results):
         r = res.get(primary_key(sample) or "")
         accuracy.append(math.nan if r is None or r.error is not None or r.score is None else float(r.score))
-    return ScoredRound(list(samples), list(rollouts), rewards, torch.tensor(accuracy, dtype=torch.float32),
+    return ScoredRound(list(samples), list(rollouts), rewards, torch.tensor(accuracy, dtype=torch.float32),  # [N]
                        batch.results, batch.metrics)
+
+
+def score_round(runtime: Any, samples: Sequence[Sample], rollouts: Sequence[Rollout], group_size: int, algo: Any,
+                max_new_tokens: int) -> ScoredRound:
+    """GRPO's scoring: ``score`` plus DAPO's soft overlong penalty on the reward when ``algo.overlong == "penalty"``."""
+    scored = score(runtime, samples, rollouts, group_size)
+    if algo.overlong == "penalty":
+        lengths = torch.tensor([r.num_tokens for r in rollouts])  # [N]
+        scored.rewards = scored.rewards + overlong_penalty(lengths, max_new_tokens, algo.overlong_buffer)  # NaN stays
+    return scored
 
 
 def nan_stats(x: torch.Tensor) -> tuple[float, float]:

@@ -125,19 +125,3 @@ class RolloutEngine(ABC):
         span = text[start:end if end >= 0 else len(text)]
         return len(self.tokenizer(span, add_special_tokens=False)["input_ids"])
 
-
-def build_engine(name: str, model: Any, tokenizer: Any, *, seed: int, think_open: str, think_close: str,
-                 batch_size: int) -> RolloutEngine:
-    """The rollout engine ``name`` ("hf" or "vllm") over ``model``; engines are imported only when asked for.
-
-    ``batch_size`` is the HF engine's rows per decode call (vLLM schedules its own batches); ``seed`` seeds
-    vLLM's engine (the HF engine takes seeds per call through ``SamplingParams``)."""
-    if name == "vllm":
-        from rlvr.rollout.vllm_engine import VLLMEngine
-
-        return VLLMEngine(model, tokenizer, seed=seed, think_open=think_open, think_close=think_close)
-    if name == "hf":
-        from rlvr.rollout.hf import HFEngine
-
-        return HFEngine(model, tokenizer, batch_size=batch_size, think_open=think_open, think_close=think_close)
-    raise ValueError(f"unknown rollout engine {name!r}; valid: hf, vllm")

@@ -67,16 +67,11 @@ import torch
 from rlvr.rollout.base import RolloutEngine, SamplingParams
 from rlvr.rollout.budget import Segment, generate_with_budget
 from rlvr.rollout.decode import UnsupportedCache, decode, loop_support, top_p_filter
+from rlvr.rollout.prompts import render_prompt
 from rlvr.rollout.types import Rollout
-from rlvr.tasks.base import Message, Sample
+from rlvr.tasks.base import Sample
 
 DECODERS = ("auto", "loop", "generate")
-
-
-def render_prompt(tokenizer: Any, messages: Sequence[Message]) -> list[int]:
-    """Chat messages -> prompt token ids (template with generation prompt; the template adds any special tokens)."""
-    text = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 _top_p_filter = top_p_filter  # both decoders truncate the same way

@@ -126,7 +126,7 @@ import torch  # noqa: E402
 
 from rlvr.rollout.base import RolloutEngine, SamplingParams  # noqa: E402
 from rlvr.rollout.budget import Segment, generate_with_budget  # noqa: E402
-from rlvr.rollout.hf import render_prompt  # noqa: E402
+from rlvr.rollout.prompts import render_prompt  # noqa: E402
 from rlvr.rollout.types import Rollout  # noqa: E402
 from rlvr.tasks.base import Sample  # noqa: E402
 

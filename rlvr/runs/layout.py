@@ -1,4 +1,13 @@
-"""Read a run directory: its model checkpoints, each one's training step and cumulative train tokens.
+"""The run directory (``RunDir``: every file and folder a stage writes, the done markers, the ONE checkpoint
+lister) and, on top of it, each model of a run with its training step and cumulative train tokens.
+
+``RunDir(path)`` knows the layout::
+
+    config.yaml  metrics.jsonl  samples.jsonl  flagged.jsonl      resolved config, one row per step, completions
+    checkpoints/step_N/        rlvr grpo (complete once it holds trainer_state.pt; step_N.tmp while written)
+    checkpoints/checkpoint-N/  rlvr sft (TRL's; complete once it holds trainer_state.json)
+    final/                     the stage's model + tokenizer; final/rlvr_<stage>_done.json marks it complete
+    eval/  plots/              accuracy-vs-budget files and held-out evals; PNG plots
 
 The evaluation and the scaling plots need, for every evaluated model, *where it sits on the training axis*: the
 step and the number of tokens the optimizer had trained on by then. Both come from files the stages already write:
@@ -26,6 +35,72 @@ from typing import Any
 
 _GRPO_STEP = re.compile(r"^step_(\d+)$")
 _TRL_STEP = re.compile(r"^checkpoint-(\d+)$")
+GRPO_STATE_FILE = "trainer_state.pt"  # written last into a GRPO checkpoint (rlvr.train.checkpoint)
+TRL_STATE_FILE = "trainer_state.json"  # written last into a TRL checkpoint
+CHECKPOINT_KINDS = {"grpo": (_GRPO_STEP, GRPO_STATE_FILE), "sft": (_TRL_STEP, TRL_STATE_FILE)}
+
+
+def checkpoint_step(folder: str | Path) -> int | None:
+    """The step in a checkpoint folder's name (``step_N`` or ``checkpoint-N``), else None."""
+    name = Path(folder).name
+    m = _GRPO_STEP.match(name) or _TRL_STEP.match(name)
+    return int(m.group(1)) if m else None
+
+
+class RunDir:
+    """Where a stage's files live under ``<output_dir>`` (see the module docstring). Paths only: nothing is
+    created until a stage writes it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # the files and folders of the layout (module docstring), as read-only attributes
+    config = property(lambda self: self.path / "config.yaml")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    samples = property(lambda self: self.path / "samples.jsonl")
+    flagged = property(lambda self: self.path / "flagged.jsonl")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    final = property(lambda self: self.path / "final")
+    eval = property(lambda self: self.path / "eval")
+    plots = property(lambda self: self.path / "plots")
+
+    def done_marker(self, stage: str) -> Path:
+        """``final/rlvr_<stage>_done.json``: written last, so final/ is complete exactly when it exists."""
+        return self.final / f"rlvr_{stage}_done.json"
+
+    def read_done(self, stage: str) -> dict[str, Any] | None:
+        """The done marker's contents (e.g. ``{"step": 100, ...}``), or None when the stage has not finished."""
+        marker = self.done_marker(stage)
+        if not marker.exists():
+            return None
+        try:
+            return json.loads(marker.read_text())
+        except json.JSONDecodeError:  # a torn write: the stage did not finish cleanly
+            return None
+
+    def step_checkpoint(self, step: int) -> Path:
+        """A GRPO checkpoint's folder (``checkpoints/step_N``), whether or not it exists yet."""
+        return self.checkpoints / f"step_{step}"
+
+    def list_checkpoints(self, kind: str | None = None) -> list[tuple[int, Path]]:
+        """Complete checkpoints as (step, folder), oldest first: ``kind`` "grpo" (``step_N``), "sft" (TRL's
+        ``checkpoint-N``) or None (both). Complete = a model folder holding its state file, which both trainers
+        write last; half-written folders (``step_N.tmp``, a TRL save cut short) are ignored."""
+        kinds = [CHECKPOINT_KINDS[kind]] if kind else list(CHECKPOINT_KINDS.values())
+        found = []
+        for folder in self.checkpoints.iterdir() if self.checkpoints.is_dir() else []:
+            for pattern, state_file in kinds:
+                m = pattern.match(folder.name)
+                if m and (folder / state_file).is_file() and _is_model(folder):
+                    found.append((int(m.group(1)), folder))
+        return sorted(found)
+
+    def newest_checkpoint(self, kind: str | None = None) -> Path | None:
+        found = self.list_checkpoints(kind)
+        return found[-1][1] if found else None
 
 
 @dataclass(frozen=True)
@@ -60,10 +135,10 @@ def _stage(run_dir: Path) -> str | None:
 
 
 def _final_step(run_dir: Path) -> int | None:
-    marker = run_dir / "final" / "rlvr_grpo_done.json"
-    if marker.exists():
+    done = RunDir(run_dir).read_done("grpo")
+    if done is not None:
         try:
-            return int(json.loads(marker.read_text())["step"])
+            return int(done["step"])
         except (ValueError, KeyError, TypeError):
             pass
     cfg = _read_config(run_dir)
@@ -73,20 +148,13 @@ def _final_step(run_dir: Path) -> int | None:
 
 
 def _is_model(folder: Path) -> bool:
-    return (folder / "config.json").exists()
+    """A folder ``from_pretrained`` loads: a model (config.json) or a LoRA adapter (adapter_config.json)."""
+    return (folder / "config.json").exists() or (folder / "adapter_config.json").exists()
 
 
 def list_run_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """(step, folder) of every complete checkpoint of a GRPO or SFT run, by step."""
-    root = Path(run_dir) / "checkpoints"
-    found = []
-    for folder in root.glob("*") if root.is_dir() else []:
-        grpo, trl = _GRPO_STEP.match(folder.name), _TRL_STEP.match(folder.name)
-        if grpo and (folder / "trainer_state.pt").exists() and _is_model(folder):
-            found.append((int(grpo.group(1)), folder))
-        elif trl and (folder / "trainer_state.json").exists() and _is_model(folder):
-            found.append((int(trl.group(1)), folder))
-    return sorted(found)
+    """(step, folder) of every complete checkpoint of a GRPO or SFT run, by step: ``RunDir.list_checkpoints``."""
+    return RunDir(run_dir).list_checkpoints()
 
 
 def train_tokens_by_step(run_dir: str | Path) -> dict[int, float]:
@@ -94,7 +162,7 @@ def train_tokens_by_step(run_dir: str | Path) -> dict[int, float]:
     run_dir = Path(run_dir)
     from rlvr.runs.tracking import read_metrics
 
-    metrics = run_dir / "metrics.jsonl"
+    metrics = RunDir(run_dir).metrics
     if _stage(run_dir) == "grpo" and metrics.exists():
         per_step: dict[int, float] = {}
         for row in read_metrics(metrics):  # a resumed run may repeat steps: the last row wins
@@ -105,9 +173,9 @@ def train_tokens_by_step(run_dir: str | Path) -> dict[int, float]:
             total += per_step[step]
             out[step] = total
         return out
-    trl = [folder for _, folder in list_run_checkpoints(run_dir) if (folder / "trainer_state.json").exists()]
-    if trl:  # TRL: the newest trainer_state.json holds the whole log history
-        state = json.loads((trl[-1] / "trainer_state.json").read_text())
+    trl = RunDir(run_dir).newest_checkpoint("sft")
+    if trl is not None:  # TRL: the newest trainer_state.json holds the whole log history
+        state = json.loads((trl / TRL_STATE_FILE).read_text())
         out = {0: 0.0}
         for entry in state.get("log_history", []):
             if "num_tokens" in entry and "step" in entry:
@@ -155,8 +223,7 @@ def describe_model(path: str | Path, relative_to: str | Path | None = None, _dep
         step = _final_step(run_dir)
     elif folder.parent.name == "checkpoints" and (folder.parent.parent / "config.yaml").exists():
         run_dir = folder.parent.parent
-        m = _GRPO_STEP.match(folder.name) or _TRL_STEP.match(folder.name)
-        step = int(m.group(1)) if m else None
+        step = checkpoint_step(folder)
     elif (folder / "config.yaml").exists() and (folder / "final").is_dir():  # a run directory itself
         return describe_model(folder / "final", relative_to, _depth)
     if run_dir is None or step is None:
@@ -174,9 +241,9 @@ def run_checkpoints(run_dir: str | Path, which: str = "final") -> list[Checkpoin
     run_dir = Path(run_dir)
     if which not in ("final", "all", "newest"):
         raise ValueError(f"eval.checkpoints must be final, all or newest, got {which!r}")
-    final = run_dir / "final"
+    final = RunDir(run_dir).final
     by_step: dict[int | None, Checkpoint] = {}
-    for step, folder in list_run_checkpoints(run_dir):
+    for step, folder in RunDir(run_dir).list_checkpoints():
         by_step[step] = describe_model(folder, relative_to=run_dir)
     if _is_model(final):
         ckpt = describe_model(final, relative_to=run_dir)

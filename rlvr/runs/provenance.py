@@ -33,14 +33,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from rlvr.runs.fingerprints import dataset_fingerprint, model_hash, task_datasets, task_source, tokenizer_hash
+from rlvr.runs.runcard import CARD_FILE, PROVENANCE_FILE, chain, render_card
 
 __all__ = ["collect", "write_run_card", "write_stage_card", "log_to_wandb", "chain", "find_parent", "code_info",
            "hardware_info", "software_info", "verifier_info", "dataset_fingerprint", "model_hash", "task_datasets",
            "task_source", "tokenizer_hash"]
 
 SCHEMA_VERSION = 1
-PROVENANCE_FILE = "provenance.json"
-CARD_FILE = "RUNCARD.md"
 
 
 # ------------------------------------------------------------------------------------------------ code, env
@@ -281,21 +280,10 @@ def contamination_summary(report: Mapping[str, Any]) -> dict[str, Any]:
             "eval_sets": [{k: v for k, v in s.items() if k != "examples"} for s in report.get("eval_sets", [])]}
 
 
-def chain(prov: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """Oldest ancestor first, ``prov`` last."""
-    out, node = [], prov
-    while node:
-        out.append(node)
-        node = node.get("parent")
-    return out[::-1]
-
-
 # ------------------------------------------------------------------------------------------------ write, log
 def write_run_card(output_dir: str | Path, provenance: Mapping[str, Any],
                    also_into: str | Path | Iterable[str | Path] | None = None) -> list[Path]:
     """Write provenance.json + RUNCARD.md into ``output_dir`` (and each ``also_into`` folder, e.g. final/)."""
-    from rlvr.runs.runcard import render_card
-
     folders = [Path(output_dir)]
     if also_into is not None:
         folders += [Path(also_into)] if isinstance(also_into, (str, Path)) else [Path(f) for f in also_into]

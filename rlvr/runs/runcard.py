@@ -17,7 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from rlvr.runs.provenance import CARD_FILE, PROVENANCE_FILE, chain
+# The file names live here, with the reader and renderer, so that rlvr.runs.provenance (the writer) imports this
+# module and not the other way round.
+PROVENANCE_FILE = "provenance.json"
+CARD_FILE = "RUNCARD.md"
 
 USAGE = "usage: rlvr card RUN [--json | --render]   (RUN: run dir, final/ model folder, or provenance.json)"
 
@@ -42,8 +45,13 @@ def find_provenance(run: str | Path) -> Path:
     raise NoProvenance(f"{run} has no {PROVENANCE_FILE} (looked in ., final/, eval/){hint}")
 
 
-def load_provenance(run: str | Path) -> dict[str, Any]:
-    return json.loads(find_provenance(run).read_text())
+def chain(prov: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Oldest ancestor first, ``prov`` last."""
+    out, node = [], prov
+    while node:
+        out.append(node)
+        node = node.get("parent")
+    return out[::-1]
 
 
 # ------------------------------------------------------------------------------------------------ markdown

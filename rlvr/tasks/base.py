@@ -38,7 +38,8 @@ class ResponseFormat:
 
 
 class Task(ABC):
-    """A named source of samples. Subclasses are registered in ``rlvr.tasks.registry``."""
+    """A named source of samples. Subclasses are registered in ``rlvr.tasks.registry`` (the built-in ones by
+    ``rlvr/tasks/__init__.py``)."""
 
     name: str = ""
     description: str = ""
@@ -59,6 +60,12 @@ class Task(ABC):
     @abstractmethod
     def samples(self, split: str, limit: int | None = None) -> list[Sample]:
         """The first ``limit`` samples of ``split`` (all when None), in a deterministic order."""
+
+    def default_eval_splits(self) -> list[str]:
+        """Held-out splits an eval reports when none are named: the per-difficulty ones (arith: test_ops1..K),
+        else the first split that is not ``train``."""
+        per_difficulty = [s for s in self.splits if s.startswith("test_")]
+        return per_difficulty or [s for s in self.splits if s != "train"][:1]
 
     def check_split(self, split: str) -> None:
         if split not in self.splits:

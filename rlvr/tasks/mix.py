@@ -31,6 +31,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from rlvr.tasks.base import Sample, Task
+from rlvr.tasks.registry import TASKS, build_task
 
 _COMPONENT_KEYS = {"weight", "splits"}  # mix-only keys of a component spec; the rest are task.* fields
 
@@ -46,9 +47,7 @@ class Component:
         if split in self.splits:
             return self.splits[split]
         if split == "test":
-            from rlvr.eval.heldout import default_eval_splits
-
-            return default_eval_splits(self.task)[0]
+            return self.task.default_eval_splits()[0]
         return split
 
 
@@ -74,8 +73,6 @@ def component_specs(mix: Any) -> list[dict[str, Any]]:
 
 def validate_mix(task_cfg: Any) -> list[tuple[str, str, str]]:
     """(key, what, fix) for every problem of a ``task=mix`` config; empty when fine (or not a mix)."""
-    from rlvr.tasks.registry import TASKS
-
     if task_cfg.name != "mix":
         return []
     try:
@@ -115,8 +112,6 @@ class MixTask(Task):
 
     def __init__(self, cfg: Any, data_dir: str | None = None):
         super().__init__(cfg, data_dir)
-        from rlvr.tasks.registry import build_task
-
         problems = validate_mix(cfg)
         if problems and list(cfg.mix or []):  # an empty mix can still be listed (`rlvr tasks`); samples() says why
             raise ValueError("; ".join(f"{k}: {w}. Fix: {f}" for k, w, f in problems))
@@ -141,9 +136,7 @@ class MixTask(Task):
         return ["train", "test", *own]
 
     def default_eval_splits(self) -> list[str]:
-        from rlvr.eval.heldout import default_eval_splits
-
-        return [f"{c.name}/{s}" for c in self.components for s in default_eval_splits(c.task)]
+        return [f"{c.name}/{s}" for c in self.components for s in c.task.default_eval_splits()]
 
     def _tagged(self, comp: Component, samples: list[Sample]) -> list[Sample]:
         return [replace(s, meta={**s.meta, "task": comp.name}) for s in samples]

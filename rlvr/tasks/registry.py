@@ -1,21 +1,15 @@
-"""Task registry: names -> Task classes. Rejects duplicates; a miss lists the valid names."""
+"""Task registry: names -> Task classes. Rejects duplicates; a miss lists the valid names.
+
+A leaf: it imports no task. The built-in tasks are registered by ``rlvr/tasks/__init__.py``, which Python runs
+before any ``rlvr.tasks.*`` module, so ``TASKS`` is complete whichever way it is reached; ``mix`` can then build
+its components through this module without the registry importing ``mix`` back (no import cycle).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rlvr.tasks.arith import ArithTask
 from rlvr.tasks.base import Task
-from rlvr.tasks.datasets_tasks import (
-    AIME24Task,
-    AMC23Task,
-    GenericTask,
-    GSM8KTask,
-    HumanEvalTask,
-    Math500Task,
-    MBPPTask,
-)
-from rlvr.tasks.mix import MixTask
 
 TASKS: dict[str, type[Task]] = {}
 
@@ -30,10 +24,6 @@ def register_task(cls: type[Task]) -> type[Task]:
         )
     TASKS[cls.name] = cls
     return cls
-
-
-for _cls in (ArithTask, GSM8KTask, Math500Task, AIME24Task, AMC23Task, HumanEvalTask, MBPPTask, GenericTask, MixTask):
-    register_task(_cls)
 
 
 def available_tasks() -> list[str]:

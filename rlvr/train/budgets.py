@@ -1,5 +1,5 @@
-"""Thinking budgets inside ``rlvr grpo``: the budget each training prompt gets, how a budget is stated in a prompt,
-(the periodic sweep on the policy is ``rlvr.eval.in_training``).
+"""Thinking budgets inside ``rlvr grpo``: the budget each training prompt gets and its rollouts under it, and the
+validation of the budget settings (the periodic sweep on the policy is ``rlvr.eval.in_training``).
 
 Training (``grpo.train_budget``, ``TrainBudgets``)
     ``none``: plain rollouts (``SamplingParams.budget = None``), exactly as without this module. ``fixed``: every
@@ -14,87 +14,26 @@ Training (``grpo.train_budget``, ``TrainBudgets``)
     one call), later groups add a fixed offset per group. Forced tokens (``</think>`` + cue) are masked out of the
     loss by ``RolloutBatch.completion_mask``.
 
-The statement (``state_budget``), shared with ``rlvr eval``
-    With ``state_in_prompt`` (training) / ``eval.state_budget_in_prompt`` (evaluation) the budget is written into
-    the prompt: ``template.format(budget=B)`` (default ``"Think for {budget} tokens."``, L1 2503.04697) on a new
-    line at the end of the last user message. A user-message suffix rather than a system message: every chat
-    template has a user turn (some reject system messages) and the tiny model saw no system prompts in SFT. A null
-    budget (no cap) gets no line, in training and in evaluation alike. The in-training sweep states each swept
-    budget with the training template whenever training states budgets (``rlvr.eval.in_training.BudgetSweeper``), and ``rlvr eval``
-    warns when it evaluates a run trained with statements under another protocol (``statement_mismatch``).
+The statement (``state_budget``, ``template_problem``, ``trained_statement``, ``statement_mismatch``) lives in
+    ``rlvr.eval.budget_statement``, shared with ``rlvr eval`` and the in-training sweep; imported here for the
+    trainer (and for callers of the names that used to live here).
 """
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Sequence
 
-from rlvr.config import BUDGET_STATEMENT, TRAIN_BUDGET_MODES
+from rlvr.config import TRAIN_BUDGET_MODES
 from rlvr.config.loading import Problem
+from rlvr.eval.budget_statement import state_budget, statement_mismatch, template_problem, trained_statement
 from rlvr.tasks.base import Sample
 
+__all__ = ["TrainBudgets", "state_budget", "statement_mismatch", "template_problem", "trained_statement",
+           "validate_budgets"]
+
 GROUP_SEED_OFFSET = 104_729  # seed distance between the budget groups of one round (a prime)
-
-
-# ------------------------------------------------------------------------------------------- the statement
-def state_budget(sample: Sample, budget: int | None, template: str) -> Sample:
-    """``sample`` with ``template.format(budget=budget)`` on a new line after its last user message (unchanged for
-    budget None = no cap)."""
-    if budget is None:
-        return sample
-    line = template.format(budget=budget)
-    messages = [dict(m) for m in sample.prompt]
-    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
-    if users:
-        messages[users[-1]]["content"] = f"{messages[users[-1]]['content']}\n{line}"
-    else:
-        messages.append({"role": "user", "content": line})
-    return replace(sample, prompt=messages)
-
-
-def template_problem(key: str, template: str) -> Problem | None:
-    """A Problem when ``template`` does not state a budget, or does not format with only ``{budget}``."""
-    try:
-        ok = "{budget}" in template and template.format(budget=16) != template
-    except (KeyError, IndexError, ValueError) as exc:
-        return Problem(key, f"{template!r} does not format with only {{budget}} ({exc!r})",
-                       "use {budget} as the only placeholder; double other braces: {{ }}")
-    if not ok:
-        return Problem(key, f"{template!r} has no {{budget}} placeholder: every prompt would state the same text",
-                       "e.g. 'Think for {budget} tokens.'")
-    return None
-
-
-def trained_statement(run_dir: str | Path | None) -> str | None:
-    """The template a GRPO run stated its budgets with (from its config.yaml), or None (it stated none)."""
-    path = Path(run_dir) / "config.yaml" if run_dir else None
-    if path is None or not path.exists():
-        return None
-    from omegaconf import OmegaConf
-
-    try:
-        tb = OmegaConf.to_container(OmegaConf.load(path), resolve=False).get("grpo", {}).get("train_budget") or {}
-    except Exception:  # noqa: BLE001 - a foreign or hand-edited config: nothing known
-        return None
-    if tb.get("mode", "none") == "none" or not tb.get("state_in_prompt", False):
-        return None
-    return tb.get("prompt_template")
-
-
-def statement_mismatch(run_dir: str | Path | None, statement: str | None) -> str | None:
-    """Why evaluating a model of ``run_dir`` with ``statement`` (None = no statement) differs from its training."""
-    trained = trained_statement(run_dir)
-    if trained == statement or trained is None:  # a model trained without statements: either protocol is a choice
-        return None
-    template = "" if trained == BUDGET_STATEMENT else f" 'eval.budget_prompt_template=\"{trained}\"'"
-    if statement is None:
-        return (f"{run_dir} trained with its budget stated in the prompt ({trained!r}) but this eval states none: "
-                f"pass eval.state_budget_in_prompt=true{template}")
-    return (f"{run_dir} trained with the statement {trained!r} but this eval states {statement!r}: "
-            + (f"pass{template}" if template else "drop eval.budget_prompt_template (its default is the training one)"))
 
 
 # ------------------------------------------------------------------------------------------- training
@@ -148,20 +87,6 @@ class TrainBudgets:
                 out[i * n:(i + 1) * n] = rollouts[k * n:(k + 1) * n]
         return out
 
-    def metrics(self, budgets: Sequence[int | None], rollouts: Sequence[Any], accelerator: Any = None) -> dict:
-        """``budget/thinking_mean`` (mean B over capped prompts) and ``budget/forced_frac`` (rollouts cut at B), over
-        every prompt sampled this step; whole-batch under DDP (a collective then)."""
-        import torch
-
-        capped = [b for b in budgets if b is not None]
-        local = torch.tensor([float(sum(capped)), float(len(capped)), float(sum(r.budget_forced for r in rollouts)),
-                              float(len(rollouts))], dtype=torch.float64)  # [4] sums
-        if accelerator is not None and accelerator.num_processes > 1:
-            local = accelerator.reduce(local.to(accelerator.device), reduction="sum").cpu()
-        total_b, count, forced, rows = local.tolist()
-        return {"budget/thinking_mean": total_b / count if count else math.nan,
-                "budget/forced_frac": forced / rows if rows else math.nan}
-
     @staticmethod
     def annotate(rows: list[dict], rollouts: Sequence[Any], budgets: Sequence[int | None], n: int) -> list[dict]:
         """Add budget, thinking_tokens and budget_forced to samples.jsonl rows (row k = rollout k of the round)."""
@@ -173,7 +98,7 @@ class TrainBudgets:
 
 def validate_budgets(cfg: Any) -> list[Problem]:
     """Every problem of ``grpo.train_budget``, ``grpo.budget_eval_every`` and ``budget_eval`` (when it runs)."""
-    from rlvr.eval.sweep import validate_eval_settings
+    from rlvr.eval.cli import validate_eval_settings
 
     g, tb = cfg.grpo, cfg.grpo.train_budget
     key = "grpo.train_budget"

@@ -5,11 +5,13 @@
     config.json, model.safetensors, ...   the policy (``save_pretrained``: the folder loads as a model)
     tokenizer.json, ...                   the tokenizer (so ``model.name_or_path=.../step_N`` just works)
     trainer_state.pt                      optimizer, LR scheduler, RNG states (python, numpy, torch, cuda),
-                                          data position, step; with several processes, every rank's RNG states
+                                          data position, step, the reward-hacking monitors' state (their
+                                          baselines and history); with several processes, every rank's RNG states
 
 A checkpoint is written into ``step_N.tmp`` and renamed to ``step_N`` only when complete: a rename within one
 directory is atomic, so a kill mid-save leaves a ``.tmp`` folder (ignored, removed by the next save) and the
-previous checkpoint intact. Only ``step_<int>`` folders with a ``trainer_state.pt`` count as checkpoints.
+previous checkpoint intact. Only ``step_<int>`` folders with a ``trainer_state.pt`` count as checkpoints
+(``rlvr.runs.layout.RunDir.list_checkpoints``, the one lister).
 
 RNG states are restored for completeness (anything that draws from the global generators keeps its stream),
 but the trainer does not rely on them for its own draws: rollout seeds are derived from (seed, step, round) and
@@ -24,7 +26,6 @@ rank k restores entry k (rank 0's when the checkpoint came from fewer processes)
 from __future__ import annotations
 
 import random
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-STATE_FILE = "trainer_state.pt"
-_STEP_DIR = re.compile(r"^step_(\d+)$")
+from rlvr.runs.layout import GRPO_STATE_FILE as STATE_FILE
+from rlvr.runs.layout import RunDir
 
 
 @dataclass
@@ -42,28 +43,6 @@ class TrainerState:
     step: int  # optimizer-loop steps completed
     data_position: int  # prompts consumed from the shuffled train stream
     monitors: dict[str, Any] | None = None  # RewardHackingMonitors.state_dict(): baselines and trip history
-
-
-def checkpoint_dir(output_dir: str | Path) -> Path:
-    return Path(output_dir) / "checkpoints"
-
-
-def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints as (step, folder), oldest first."""
-    root = checkpoint_dir(output_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for child in root.iterdir():
-        m = _STEP_DIR.match(child.name)
-        if m and (child / STATE_FILE).is_file():
-            found.append((int(m.group(1)), child))
-    return sorted(found)
-
-
-def newest_checkpoint(output_dir: str | Path) -> Path | None:
-    found = list_checkpoints(output_dir)
-    return found[-1][1] if found else None
 
 
 def rng_state() -> dict[str, Any]:
@@ -87,10 +66,10 @@ def save_checkpoint(output_dir: str | Path, state: TrainerState, model: Any, tok
 
     ``rng_states``: every rank's ``rng_state()`` in rank order (multi-process runs); None = this process only.
     """
-    root = checkpoint_dir(output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{state.step}"
-    tmp = root / f"step_{state.step}.tmp"
+    run = RunDir(output_dir)
+    final = run.step_checkpoint(state.step)
+    tmp = final.with_name(final.name + ".tmp")
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
     if tmp.exists():  # left by a run killed mid-save
         shutil.rmtree(tmp)
     model.save_pretrained(tmp, safe_serialization=True)
@@ -107,7 +86,7 @@ def save_checkpoint(output_dir: str | Path, state: TrainerState, model: Any, tok
     if final.exists():  # a re-save of the same step (e.g. after a resume from it): replace it
         shutil.rmtree(final)
     tmp.rename(final)
-    for _, old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
+    for _, old in run.list_checkpoints("grpo")[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
 

@@ -10,8 +10,8 @@ format is readable), and fine-tune on them. Top to bottom:
 
 1. the first ``distill.num_prompts`` prompts of ``distill.split``;
 2. ``distill.n`` completions each from ``model`` (HF ``generate``, or vLLM: ``rollout=vllm|auto``);
-3. each completion scored by its sample's verifiers in the reward runtime (``rlvr.rewards.runtime``; per row, so a mixed
-   task works); correct = the primary verifier's score >= ``distill.min_score`` (``rlvr.rewards.scoring``), not
+3. each completion scored on the one scoring path (``rlvr.rewards.scoring.score``: its sample's verifiers in the
+   reward runtime, per row, so a mixed task works); correct = the primary verifier's score >= ``distill.min_score``, not
    truncated, and — with ``distill.require_format`` — shaped ``<think>…</think>`` + answer (format verifier);
 4. per prompt keep the shortest correct completion (``keep=one``) or every distinct one (``keep=all``);
 5. write ``<out>/data.jsonl`` (``{"id", "task", "messages": [prompt..., assistant], "answer", "meta", ...}``, what
@@ -88,13 +88,12 @@ def group_label(sample: Any, task_name: str) -> str:
     return "/".join(parts)
 
 
-def format_verifier(task_cfg: Any):
-    """The format check for ``require_format``: the task's thinking tags, ``\\boxed{}`` answers when the task's
-    answer template boxes them, else any non-empty answer (code blocks)."""
-    from rlvr.verifiers import load
-
+def format_spec(task_cfg: Any) -> dict[str, Any]:
+    """The verifier spec of the format check for ``require_format``: the task's thinking tags, ``\\boxed{}``
+    answers when the task's answer template boxes them, else any non-empty answer (code blocks)."""
     answer = "boxed" if "boxed" in task_cfg.answer_template else "any"
-    return load("format", think_open=task_cfg.think_open, think_close=task_cfg.think_close, answer=answer)
+    return {"name": "format", "think_open": task_cfg.think_open, "think_close": task_cfg.think_close,
+            "answer": answer}
 
 
 def select(samples: Sequence[Any], rollouts: Sequence[Any], correct: Sequence[bool], n: int, keep: str,
@@ -165,11 +164,12 @@ def run(cfg: DictConfig) -> int:
     import torch
     from rich.console import Console
 
-    from rlvr.rewards.scoring import primary_key
-    from rlvr.train.grpo_validation import choose_engine
     from rlvr.models import load_model_and_tokenizer
     from rlvr.rewards.runtime import RewardRuntime, RewardsConfig
-    from rlvr.rollout.base import SamplingParams, build_engine
+    from rlvr.rewards.scoring import score
+    from rlvr.rollout.base import SamplingParams
+    from rlvr.rollout.engines import build_engine
+    from rlvr.train.grpo_validation import choose_engine
     from rlvr.tasks import build_task
 
     console = Console()
@@ -194,25 +194,24 @@ def run(cfg: DictConfig) -> int:
     engine = build_engine(engine_name, model, tokenizer, seed=cfg.seed, think_open=cfg.task.think_open,
                           think_close=cfg.task.think_close, batch_size=d.batch_size)
     runtime = RewardRuntime(RewardsConfig(**OmegaConf.to_container(cfg.rewards, resolve=True)))
-    fmt = format_verifier(cfg.task) if d.require_format else None
     params = SamplingParams(temperature=d.temperature, top_p=d.top_p, max_new_tokens=d.max_new_tokens, seed=cfg.seed)
     try:
         rollouts = engine.generate(samples, n=d.n, params=params)  # [P*n] prompt-major
-        rows_of = [samples[i // d.n] for i in range(len(rollouts))]
-        scored = runtime.score([r.text for r in rollouts], [s.answer for s in rows_of],
-                               [list(s.verifiers) for s in rows_of], metas=[dict(s.meta) for s in rows_of])
+        scored = score(runtime, samples, rollouts, d.n)
+        # the format check runs in the pool too: a pathological completion is cut at rewards.timeout_s
+        shaped = runtime.score([r.text for r in rollouts], [None] * len(rollouts), [format_spec(cfg.task)]) \
+            if d.require_format else None
     finally:
         runtime.close()
         if hasattr(engine, "close"):
             engine.close()
     correct, errors = [], 0
-    for sample, rollout, results in zip(rows_of, rollouts, scored.results):
-        r = results.get(primary_key(sample) or "")
+    for i, (rollout, r) in enumerate(zip(rollouts, scored.primary())):
         errors += r is not None and r.error is not None
         ok = r is not None and r.error is None and r.score is not None and r.score >= d.min_score
         ok = ok and not rollout.truncated
-        if ok and fmt is not None:
-            ok = (fmt(rollout.text).score or 0.0) >= 1.0
+        if ok and shaped is not None:
+            ok = (shaped.results[i]["format"].score or 0.0) >= 1.0  # an error has score None: not kept
         correct.append(ok)
     rows, groups = select(samples, rollouts, correct, d.n, d.keep, task.name)
 

@@ -1,53 +1,12 @@
-"""Collectives of a multi-process ``rlvr grpo`` run: whole-batch metrics over every rank, replica fingerprints.
+"""The replica check of a multi-process ``rlvr grpo`` run (a collective: every rank calls it at the same point).
 
-Both are collectives (every rank must call them at the same point); in one process they reduce to local work.
-See "Processes" in ``rlvr.train.grpo`` for the rules they rely on.
+The whole-batch metrics are ``rlvr.train.step_metrics`` (one path for one process or many); the other rules live
+in the step that they concern (see "Processes" in ``rlvr.train.grpo``).
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-
-def whole_batch_metrics(accelerator: Any, rounds: list, filter_keep: list, group_size: int,
-                        step_seconds: float, rollout_seconds: float) -> dict[str, float]:
-    """Reward, accuracy, group and completion statistics over every rank's completions of this step.
-
-    A collective. Ranks sample the same number of rounds (see "Processes"), so their per-completion tables have
-    one shape and gather into [world * rounds * B * G, 5], still prompt-major in groups of G.
-    """
-    import torch
-
-    from rlvr.algo.advantages import zero_variance_fraction
-    from rlvr.algo.filtering import dynamic_sampling_filter
-    from rlvr.rewards.scoring import nan_stats
-
-    rollouts = [r for s in rounds for r in s.rollouts]
-    local = torch.stack([torch.cat([s.rewards for s in rounds]), torch.cat([s.accuracy for s in rounds]),
-                         torch.tensor([float(r.num_tokens) for r in rollouts]),
-                         torch.tensor([float(r.truncated) for r in rollouts]),
-                         torch.tensor([float(r.thinking_tokens) for r in rollouts])], dim=1)  # 5 x [N] -> [N, 5]
-    keep = torch.cat(filter_keep).float()  # [rounds * B]
-    table, keep = accelerator.gather((local.to(accelerator.device), keep.to(accelerator.device)))
-    rewards, accuracy, lengths, truncated, thinking = table.cpu().unbind(1)  # 5 x [world * N]
-    _, groups = dynamic_sampling_filter(accuracy.view(-1, group_size))  # [world * N] -> [groups, G]
-    out = {}
-    out["reward/mean"], out["reward/std"] = nan_stats(rewards)
-    out["reward/none_rate"] = rewards.isnan().float().mean().item()
-    out["accuracy"], _ = nan_stats(accuracy)
-    generated = lengths.sum().item()
-    return out | {
-        "groups/zero_std_frac": zero_variance_fraction(rewards.view(-1, group_size)),
-        "groups/all_correct_frac": groups["filter/all_correct_frac"],
-        "groups/all_wrong_frac": groups["filter/all_wrong_frac"],
-        "filter/kept_frac": keep.mean().item(),
-        "completion/length_mean": lengths.mean().item(),
-        "completion/length_max": lengths.max().item(),
-        "completion/truncated_frac": truncated.mean().item(),
-        "completion/thinking_tokens_mean": thinking.mean().item(),
-        "perf/tokens_per_s": generated / step_seconds,
-        "perf/rollout_tokens_per_s": generated / max(rollout_seconds, 1e-9),
-    }
 
 
 def replica_fingerprints(accelerator: Any, model: Any) -> list[list[float]]:

@@ -19,10 +19,12 @@ Metrics: ``monitor/<value>`` (NaN when not computable, e.g. no rewarded completi
 ``<output_dir>/flagged.jsonl`` (step, monitor, sample id, prompt, completion, answer, reward, detail), at most
 ``max_flagged_per_step`` per monitor and step. Thresholds: ``MonitorConfig`` in rlvr.config.schema (``monitors.*``).
 
-In the trainer (rank 0 only), after the step's eval::
+In the trainer (rank 0 only; ``rlvr.train.grpo_setup`` and ``rlvr.train.grpo_report``), after the step's eval::
 
     monitors = RewardHackingMonitors(cfg, out, console=console)           # once, before the loop
+    monitors.load_state_dict(state.monitors)                              # a resume: baselines and history back
     row |= monitors.update_scored(step, rounds, heldout=eval_metrics)     # eval_metrics: {"eval/<split>/accuracy"}
+    TrainerState(step, position, monitors.state_dict())                   # into every checkpoint
 
 ``replay_samples(run_dir)`` runs the same monitors over an existing run's ``samples.jsonl``.
 """
@@ -171,7 +173,22 @@ class RewardHackingMonitors:
         out["monitor/rewarded"] = float(len(rewarded))
         enough = len(rewarded) >= _get(c, "min_rewarded")
 
-        # thinking: empty, or present without reasoning
+        self._thinking(rewarded, enough, out, tripped)
+        self._length(rows, out, tripped)
+        self._code(rows, out, tripped)
+        self._extraction(rewarded, out, tripped)
+        self._divergence(step, rows, rewarded, out, tripped)
+
+        for name in NAMES:
+            out[f"monitor/{name}/tripped"] = float(name in tripped)
+        out["monitor/tripped"] = float(len(tripped))
+        for name, (detail, hits) in tripped.items():
+            self._trip(step, name, detail, hits)
+        return out
+
+    def _thinking(self, rewarded: list[MonitorRow], enough: bool, out: dict[str, float], tripped: dict) -> None:
+        """Rewarded completions whose thinking is empty, or present without reasoning."""
+        c = self.cfg
         empty, shallow = [], []
         for r in rewarded:
             body = thinking_body(r.completion, self.think_open, self.think_close)
@@ -191,7 +208,9 @@ class RewardHackingMonitors:
                 tripped[name] = (f"{100 * frac:.0f}% of {len(rewarded)} rewarded completions (limit "
                                  f"{100 * _get(c, limit):.0f}%)", hits)
 
-        # length collapse / explosion vs the first steps
+    def _length(self, rows: Sequence[MonitorRow], out: dict[str, float], tripped: dict) -> None:
+        """Length collapse / explosion vs the first ``baseline_steps`` steps (which fill the baseline)."""
+        c = self.cfg
         mean_len = sum(r.num_tokens for r in rows) / len(rows)
         trunc = sum(r.truncated for r in rows) / len(rows)
         if len(self.lengths) < _get(c, "baseline_steps"):
@@ -212,7 +231,9 @@ class RewardHackingMonitors:
                                      f"{100 * trunc:.0f}% truncated (baseline {100 * base_trunc:.0f}%)",
                                      [(r, f"{r.num_tokens} tokens") for r in by_len[::-1]])
 
-        # code verifier: early exits, vacuous passes, suspicious calls
+    def _code(self, rows: Sequence[MonitorRow], out: dict[str, float], tripped: dict) -> None:
+        """Code verifier: early exits, vacuous passes, suspicious calls."""
+        c = self.cfg
         from rlvr.verifiers.code import extract_program
 
         code_rows, suspicious = 0, []
@@ -238,7 +259,9 @@ class RewardHackingMonitors:
         if code_rows and frac > _get(c, "code_suspicious_frac"):
             tripped["code_suspicious"] = (f"{len(suspicious)} of {code_rows} code completions", suspicious)
 
-        # strict vs primary extraction
+    def _extraction(self, rewarded: list[MonitorRow], out: dict[str, float], tripped: dict) -> None:
+        """Strict vs primary extraction of rewarded math answers."""
+        c = self.cfg
         fallback = {f"extract/{rule}" for rule in _get(c, "fallback_rules")}
         checked, disagree = 0, []
         for r in rewarded:
@@ -260,7 +283,10 @@ class RewardHackingMonitors:
         if checked >= _get(c, "min_rewarded") and frac > _get(c, "disagreement_frac"):
             tripped["extraction_disagreement"] = (f"{100 * frac:.0f}% of {checked} rewarded completions", disagree)
 
-        # training reward vs held-out accuracy
+    def _divergence(self, step: int, rows: Sequence[MonitorRow], rewarded: list[MonitorRow], out: dict[str, float],
+                    tripped: dict) -> None:
+        """Training reward rising while held-out accuracy does not."""
+        c = self.cfg
         finite = [r.reward for r in rows if math.isfinite(r.reward)]
         if finite:
             self.rewards = [p for p in self.rewards if p[0] < step] + [(step, sum(finite) / len(finite))]
@@ -276,13 +302,6 @@ class RewardHackingMonitors:
                     f"reward rose {rise:+.3f} over {len(pts)} steps while held-out accuracy changed {change:+.3f} "
                     f"(step {s0} -> {s1})", [(r, "rewarded") for r in rewarded])
         out["monitor/reward_rise"], out["monitor/heldout_change"] = rise, change
-
-        for name in NAMES:
-            out[f"monitor/{name}/tripped"] = float(name in tripped)
-        out["monitor/tripped"] = float(len(tripped))
-        for name, (detail, hits) in tripped.items():
-            self._trip(step, name, detail, hits)
-        return out
 
     def _strict_score(self, r: MonitorRow) -> tuple[float, str | None] | None:
         if self._strict is None:

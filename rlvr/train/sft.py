@@ -13,7 +13,9 @@ The algorithm, top to bottom:
 4. train with TRL's ``SFTTrainer`` (fp32 on CPU, cosine schedule, checkpoints under ``checkpoints/``,
    resumed automatically from the newest one);
 5. save ``final/`` (model + tokenizer), then decode greedily on the held-out splits and report exact-answer
-   accuracy as judged by the ``math`` verifier, per split, to the console, ``metrics.jsonl``, ``eval/`` and wandb.
+   accuracy as judged by each sample's primary verifier (``rlvr.eval.heldout``: in the reward runtime's pool,
+   ``rewards.*``), per split, to the console, ``metrics.jsonl``, ``eval/`` and
+   wandb.
 
 Departures from the usual recipe: sequences are not packed (they are short and similar in length, so padding
 costs little and packing would leak attention across samples without flash-attention varlen on CPU).
@@ -21,7 +23,6 @@ costs little and packing would leak attention across samples without flash-atten
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from pathlib import Path
@@ -40,7 +41,8 @@ def validate(cfg: DictConfig) -> list[Problem]:
         problems.append(Problem("sft.warmup_ratio", f"must be in [0, 1), got {cfg.sft.warmup_ratio}", "e.g. 0.02"))
     if cfg.sft.train_file and not Path(cfg.sft.train_file).expanduser().is_file():
         problems.append(Problem("sft.train_file", f"{cfg.sft.train_file!r} is not a file",
-                                "point it at a jsonl of {'messages': [...]} rows (rlvr distill writes one), or unset it"))
+                                "point it at a jsonl of {'messages': [...]} rows (rlvr distill writes one), "
+                                "or unset it"))
     if not 0 < cfg.sft.stop_fraction <= 1:
         problems.append(Problem("sft.stop_fraction", f"must be in (0, 1], got {cfg.sft.stop_fraction}",
                                 "1.0 runs the whole schedule; e.g. 0.667 stops at step 800 of 1,200"))
@@ -74,35 +76,6 @@ def newest_checkpoint(folder: Path) -> str | None:
     return str(ckpts[-1]) if ckpts else None
 
 
-def write_eval(output_dir: Path, results, step: int, name: str = "sft_heldout") -> Path:
-    eval_dir = output_dir / "eval"
-    eval_dir.mkdir(parents=True, exist_ok=True)
-    rows = [{"step": step, "split": r.split, "n": r.n, "accuracy": r.accuracy, "errors": r.errors,
-             "mean_completion_tokens": r.mean_completion_tokens} for r in results]
-    (eval_dir / f"{name}.json").write_text(json.dumps({"rows": rows, "examples": {r.split: r.examples for r in results}},
-                                                      indent=2))
-    with (eval_dir / f"{name}.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return eval_dir / f"{name}.json"
-
-
-def print_results(results, console) -> None:
-    from rich.table import Table
-
-    table = Table(title="held-out greedy accuracy (math verifier)")
-    for col in ("split", "problems", "accuracy", "verifier errors", "mean tokens"):
-        table.add_column(col, justify="right")
-    for r in results:
-        table.add_row(r.split, str(r.n), f"{100 * r.accuracy:.1f}%", str(r.errors), f"{r.mean_completion_tokens:.1f}")
-    console.print(table)
-    for r in results[:1] + results[-1:]:
-        for ex in r.examples[:2]:
-            mark = "[green]✓[/green]" if ex["correct"] else "[red]✗[/red]"
-            console.print(f"{mark} [bold]{ex['prompt']}[/bold] (answer {ex['answer']})\n{ex['completion']}\n")
-
-
 def trl_args(cfg: DictConfig, out: Path):
     import torch
     from trl import SFTConfig as TRLSFTConfig
@@ -134,6 +107,35 @@ def trl_args(cfg: DictConfig, out: Path):
     )
 
 
+def write_eval(output_dir: Path, results, step: int, name: str = "sft_heldout") -> Path:
+    """The held-out eval files (``rlvr.eval.heldout.write_eval``; imported there lazily: no torch at import)."""
+    from rlvr.eval.heldout import write_eval as write
+
+    return write(output_dir, results, step, name)
+
+
+def heldout_eval(cfg: DictConfig, model, tokenizer, task, splits: list[str], out: Path, tracker, console) -> list:
+    """Greedy held-out accuracy after training (``rlvr.eval.heldout``): printed, written to eval/ and logged."""
+    from rlvr.eval.heldout import evaluate_heldout, print_results, write_eval
+    from rlvr.rewards.runtime import eval_runtime
+
+    if not splits:
+        return []
+    s = cfg.sft
+    runtime = eval_runtime(cfg.rewards)
+    try:
+        results = evaluate_heldout(model, tokenizer, task, splits, s.eval_num_problems, s.eval_max_new_tokens,
+                                   s.eval_batch_size, runtime)
+    finally:
+        runtime.close()
+    print_results(results, console)
+    write_eval(out, results, step=s.max_steps)
+    tracker.log({f"heldout/{r.split}/accuracy": r.accuracy for r in results}, step=s.max_steps)
+    tracker.log_table("heldout/accuracy", ["split", "n", "accuracy", "mean_tokens"],
+                      [[r.split, r.n, r.accuracy, r.mean_completion_tokens] for r in results])
+    return results
+
+
 def run(cfg: DictConfig) -> int:
     import torch
     from datasets import Dataset
@@ -141,12 +143,10 @@ def run(cfg: DictConfig) -> int:
     from transformers import TrainerCallback, set_seed
     from trl import SFTTrainer
 
-    from rlvr.eval.heldout import default_eval_splits, evaluate_heldout
     from rlvr.models import load_model_and_tokenizer
     from rlvr.runs.provenance import dataset_fingerprint, task_datasets, task_source, write_stage_card
     from rlvr.tasks import build_task
     from rlvr.runs.tracking import Tracker
-    from rlvr.verifiers import load as load_verifier
 
     console = Console()
     started = time.time()
@@ -182,7 +182,8 @@ def run(cfg: DictConfig) -> int:
                       f"task.solution_column, or give sft.train_file a non-empty jsonl[/red]")
         return 2
     train = Dataset.from_list(tokenize_for_sft(samples, tokenizer, s.max_length))
-    console.print(f"{len(train)} training sequences, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    params = sum(p.numel() for p in model.parameters())
+    console.print(f"{len(train)} training sequences, {params / 1e6:.2f}M parameters")
 
     # 2. train, resuming from the newest complete checkpoint of an interrupted run
     resume_from = newest_checkpoint(out / "checkpoints") if s.resume else None
@@ -215,20 +216,11 @@ def run(cfg: DictConfig) -> int:
     train_seconds = time.time() - started
     console.print(f"saved {final_dir}  ({train_seconds:.0f}s)")
 
-    # 3. held-out greedy accuracy, judged by the math verifier
+    # 3. held-out greedy accuracy, judged by each sample's primary verifier
     summary: dict[str, float] = {"sft/train_seconds": train_seconds}
-    results, splits = [], []
-    if s.eval_num_problems > 0:
-        splits = list(s.eval_splits) or default_eval_splits(task)
-        results = evaluate_heldout(model, tokenizer, task, splits, s.eval_num_problems, s.eval_max_new_tokens,
-                                   s.eval_batch_size, load_verifier("math"))
-        print_results(results, console)
-        write_eval(out, results, step=s.max_steps)
-        metrics = {f"heldout/{r.split}/accuracy": r.accuracy for r in results}
-        tracker.log(metrics, step=s.max_steps)
-        tracker.log_table("heldout/accuracy", ["split", "n", "accuracy", "mean_tokens"],
-                          [[r.split, r.n, r.accuracy, r.mean_completion_tokens] for r in results])
-        summary |= metrics
+    splits = (list(s.eval_splits) or task.default_eval_splits()) if s.eval_num_problems > 0 else []
+    results = heldout_eval(cfg, model, tokenizer, task, splits, out, tracker, console)
+    summary |= {f"heldout/{r.split}/accuracy": r.accuracy for r in results}
     summary["sft/wall_seconds"] = time.time() - started
     # 4. run card (provenance.json + RUNCARD.md) in the run dir and next to the weights, + a wandb artifact
     write_stage_card(cfg, "sft", out, tracker=tracker, final_dir=final_dir, console=console,

@@ -9,8 +9,8 @@ Micro-batches are cut to their rows' lengths (``plan_chunks``): a batch is padde
 longest completion, and on a CPU every padded column costs as much as a real one. Whole groups (G rows sharing a
 prompt, so ``rlvr.algo.logprobs`` still runs the prompt once) are sorted by completion length and split where
 the padding saved outweighs one more forward/backward call; each chunk keeps only the columns its rows use. The
-loss is the same: padding is masked out, and the normalisers are the full batch's (``num_loss_items``, and the
-full width T for Dr. GRPO's constant, which the trainer passes explicitly).
+loss is the same: padding is masked out, and the normalisers are the full batch's (``num_loss_items``; Dr. GRPO's
+constant is the generation budget, ``rlvr.train.grpo_steps.dr_grpo_norm_constant``, whatever a chunk's width).
 """
 
 from __future__ import annotations
@@ -117,8 +117,9 @@ def frozen_logprobs(model: Any, batch: Any, chunks: list[Chunk], temperature: fl
     out = torch.zeros(batch.completion_mask.shape, dtype=torch.float32, device=batch.input_ids.device)  # [N, T]
     with torch.no_grad():
         for c in chunks:
-            out[c.rows, :c.width] = token_logprobs(model, c.inputs(batch.input_ids, p), c.inputs(batch.attention_mask, p),
-                                                   p - c.start, temperature).float()  # [n, T_c]
+            out[c.rows, :c.width] = token_logprobs(model, c.inputs(batch.input_ids, p),
+                                                   c.inputs(batch.attention_mask, p), p - c.start,
+                                                   temperature).float()  # [n, T_c]
     return out
 
 

@@ -99,7 +99,7 @@ def _perturbed(model, eos_id, prompt_last_id, seed=1):
 # ---------------------------------------------------------------------------------------------- interface
 def test_n_completions_prompt_major_and_finish_reasons(tiny, engine, samples):
     from rlvr.rollout.base import SamplingParams
-    from rlvr.rollout.hf import render_prompt
+    from rlvr.rollout.prompts import render_prompt
     from rlvr.rollout.types import Rollout, RolloutBatch
 
     _, tok = tiny

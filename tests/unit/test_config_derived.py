@@ -20,7 +20,7 @@ def test_default_k_list(n, ks):
 
 
 def test_eval_n_alone_is_valid_and_k_list_follows_it():
-    from rlvr.eval.sweep import validate
+    from rlvr.eval.cli import validate
 
     cfg = load_config("eval", ["eval.n=4"], validate)  # before: "eval.k_list: [1, 4, 8] needs k <= n"
     assert list(cfg.eval.k_list) == [1, 4]

@@ -74,7 +74,11 @@ def test_command_writes_the_report_and_validates(tmp_path, data_dir, capsys):
                  f"output_dir={out}"]) == 1  # an unreadable eval set is reported, and the others still run
     report = json.loads((out / "contamination.json").read_text())
     assert report["eval_sets"][0]["name"] == "arith:test_ops2" and "error" in report["eval_sets"][1]
-    assert "arith:test_ops2" in capsys.readouterr().out
+    # the console shows the report's own numbers, not just the eval-set names it was asked for
+    printed = capsys.readouterr().out
+    first = report["eval_sets"][0]
+    assert f"{100 * first['ngram_hit_frac']:.2f}%" in printed and f"{report['train']['count']} training" in printed
+    assert str(out / "contamination.json") in printed.replace("\n", "")
     assert main(["check-contamination", "contamination.n=0", "contamination.eval_sets=[]"]) == 2
     err = capsys.readouterr().err
     assert "contamination.n" in err and "contamination.eval_sets" in err

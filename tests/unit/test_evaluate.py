@@ -12,28 +12,12 @@ import pytest
 from omegaconf import OmegaConf
 
 from rlvr.cli import main
-from rlvr.eval.sweep import budget_sweep, read_sweeps, sweep_checkpoint
+from rlvr.eval.budget_sweep import budget_sweep, read_sweeps, sweep_checkpoint
 from rlvr.rewards.runtime import RewardRuntime, RewardsConfig
 from rlvr.runs.layout import Checkpoint, describe_model, run_checkpoints, tokens_at
 
 CRASH = {"name": "rlvr.verifiers.testing:Crash"}  # SIGSEGV in the verifier worker
 RAISE = {"name": "rlvr.verifiers.testing:Raise"}  # an exception inside the verifier
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    from rlvr.config import ModelConfig
-    from rlvr.models import load_model_and_tokenizer
-
-    return load_model_and_tokenizer(ModelConfig())
-
-
-@pytest.fixture(scope="module")
-def task():
-    from rlvr.config import TaskConfig
-    from rlvr.tasks import build_task
-
-    return build_task(OmegaConf.structured(TaskConfig))
 
 
 class BrokenVerifierTask:

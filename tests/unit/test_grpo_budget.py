@@ -170,7 +170,8 @@ def test_generate_groups_prompts_by_budget_and_keeps_prompt_major_order():
 
 def test_eval_states_each_swept_budget_like_training():
     """budget_sweep with a statement template writes B into every prompt of its cell (none for null)."""
-    from rlvr.eval.sweep import budget_sweep, statement_template
+    from rlvr.eval.budget_statement import statement_template
+    from rlvr.eval.budget_sweep import budget_sweep
     from rlvr.rewards.runtime import RewardRuntime, RewardsConfig
     from rlvr.tasks.base import Sample
 

@@ -9,14 +9,6 @@ import torch
 from rlvr.algo.logprobs import token_logprobs, token_logprobs_and_entropy
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    from rlvr.config import ModelConfig
-    from rlvr.models import load_model_and_tokenizer
-
-    return load_model_and_tokenizer(ModelConfig())
-
-
 def _batch(tok, prompts, completions):
     """Prompt-major rows as RolloutBatch lays them out: left-padded prompts to P, right-padded completions to T."""
     p = max(len(x) for x in prompts)

@@ -253,12 +253,53 @@ def test_shape_errors():
         policy_loss(lp(), OLD, None, ADV, MASK, cfg(loss="ppo2"))
 
 
-def test_aggregate_rejects_fractional_mask_weights():
-    # a 0.5 weight used to count in the denominator but not in the sum: now an error says so
-    per_token = torch.ones(2, 3)
+def _aggregate_0_1(per_token, mask, mode, norm_constant=None):
+    """The plain masked formulas, written out: the reference a 0/1 mask must reproduce bit for bit."""
+    on = mask > 0
+    summed = torch.where(on, per_token, torch.zeros_like(per_token))
+    if mode == "token":
+        return summed.sum() / mask.sum().clamp(min=1.0)
+    if mode == "sequence":
+        lengths = mask.sum(dim=1)
+        return (summed.sum(dim=1) / lengths.clamp(min=1.0)).sum() / (lengths > 0).sum().clamp(min=1)
+    return summed.sum() / (per_token.shape[0] * (norm_constant or per_token.shape[1]))
+
+
+def test_aggregate_weights_fractional_masks_in_sum_and_denominator():
+    # token mode is a weighted mean: constant terms give that constant whatever the weights. The old aggregate
+    # summed the 0.5-weight token as a full one over a weighted count: 5 / 4.5.
+    per_token = torch.full((2, 3), 2.0)
     mask = torch.tensor([[1.0, 0.5, 0.0], [1.0, 1.0, 1.0]])
-    with pytest.raises(ValueError, match="0/1"):
-        aggregate(per_token, mask, "token")
+    assert aggregate(per_token, mask, "token").item() == pytest.approx(2.0)
+    # by hand: sum(w x) / sum(w), and per sequence, then over sequences
+    x = torch.tensor([[1.0, 4.0, 9.0], [2.0, 3.0, 5.0]])
+    w = torch.tensor([[0.25, 0.75, 0.0], [1.0, 0.5, 0.5]])
+    assert aggregate(x, w, "token").item() == pytest.approx((0.25 + 3.0 + 2.0 + 1.5 + 2.5) / 3.0)
+    assert aggregate(x, w, "sequence").item() == pytest.approx(((0.25 + 3.0) / 1.0 + (2.0 + 1.5 + 2.5) / 2.0) / 2)
+    assert aggregate(x, w, "constant", 4).item() == pytest.approx((0.25 + 3.0 + 2.0 + 1.5 + 2.5) / (2 * 4))
+    # a weight-2 token counts as two copies of it; a negative weight counts as 0 in both sum and denominator
+    assert aggregate(torch.tensor([[1.0, 4.0]]), torch.tensor([[2.0, 1.0]]), "token").item() == pytest.approx(2.0)
+    assert aggregate(x, torch.tensor([[1.0, -1.0, 0.0], [0.0, 0.0, 0.0]]), "token").item() == pytest.approx(1.0)
+    # a fractional mask that sums below 1 is a mean, not raised to a count of 1
+    assert aggregate(x, torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.0, 0.0]]), "sequence").item() == pytest.approx(1.0)
+
+
+def test_aggregate_of_a_0_1_mask_is_bit_identical_to_the_plain_masked_formula():
+    g = torch.Generator().manual_seed(0)
+    per_token = torch.randn(6, 7, generator=g)
+    mask = (torch.rand(6, 7, generator=g) > 0.4).float()
+    mask[2] = 0.0  # an empty row
+    per_token[mask == 0] = float("nan")  # padding garbage stays out
+    for mode in ("token", "sequence", "constant"):
+        assert torch.equal(aggregate(per_token, mask, mode, 9), _aggregate_0_1(per_token, mask, mode, 9)), mode
+
+
+def test_gspo_sequence_ratio_is_the_weighted_geometric_mean_under_a_fractional_mask():
+    old = torch.zeros(1, 2)
+    logprobs = torch.tensor([[math.log(2.0), math.log(8.0)]])
+    _, m = policy_loss(logprobs, old, None, torch.ones(1), torch.tensor([[0.5, 0.5]]),
+                       cfg(loss="gspo", clip_low=10.0, clip_high=10.0))
+    assert m["ratio/mean"].item() == pytest.approx(4.0)  # exp(mean(log 2, log 8)) on both tokens
 
 
 def test_dr_grpo_constant_is_the_generation_budget_not_the_padded_width():

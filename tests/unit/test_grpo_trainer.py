@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -17,15 +16,18 @@ TINY = ["model=tiny", "task=arith", "logger=none", "grpo.prompts_per_step=2", "g
 
 
 # ------------------------------------------------------------------------------------------------ config
-def test_algo_yaml_presets_match_presets_table():
-    from rlvr.config.loading import compose_config
+def test_every_preset_composes_to_its_resolved_knobs():
+    """``algo=<name>`` (what Hydra composes for the CLI) gives the knob set ``resolve_algo(name)`` gives in code."""
     from rlvr.algo.presets import PRESETS, AlgoConfig, resolve_algo
+    from rlvr.config.loading import compose_config
 
-    conf_dir = Path(__file__).resolve().parents[2] / "conf" / "algo"
-    assert sorted(p.stem for p in conf_dir.glob("*.yaml")) == sorted(PRESETS)
+    assert {"grpo", "dr_grpo", "dapo", "gspo", "cispo"} <= set(PRESETS)
+    resolved = {}
     for name in PRESETS:
         cfg = compose_config("grpo", [f"algo={name}"])
-        assert AlgoConfig(**cfg.algo) == resolve_algo(name), name
+        resolved[name] = AlgoConfig(**cfg.algo)
+        assert resolved[name] == resolve_algo(name), name
+    assert len({repr(a) for a in resolved.values()}) == len(PRESETS)  # each preset is a different knob set
 
 
 def test_grpo_defaults_compose():
@@ -84,14 +86,16 @@ def test_prompt_stream_resumes_at_its_position_and_reshuffles_per_epoch():
 
 
 def test_checkpoint_listing_ignores_half_written_folders_and_truncate_keeps_earlier_rows(tmp_path):
-    from rlvr.train.checkpoint import STATE_FILE, newest_checkpoint, truncate_jsonl
+    from rlvr.runs.layout import RunDir
+    from rlvr.train.checkpoint import STATE_FILE, truncate_jsonl
 
     ck = tmp_path / "checkpoints"
     for name, complete in (("step_2", True), ("step_10", True), ("step_12.tmp", True), ("step_11", False)):
         (ck / name).mkdir(parents=True)
+        (ck / name / "config.json").write_text("{}")
         if complete:
             (ck / name / STATE_FILE).write_bytes(b"x")
-    assert newest_checkpoint(tmp_path) == ck / "step_10"
+    assert RunDir(tmp_path).newest_checkpoint("grpo") == ck / "step_10"
     rows = tmp_path / "samples.jsonl"
     rows.write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3)) + '{"step": 4, "torn')
     truncate_jsonl(rows, 2)
@@ -117,8 +121,11 @@ def test_two_grpo_steps_write_the_metrics_contract_samples_and_checkpoints(tmp_p
                     "grad_norm", "lr", "perf/tokens_per_s", "loss", "batch/groups", "data/position",
                     *(f"time/{p}" for p in PHASES)):
             assert key in r, key
-        assert r["time/rollout"] > 0 and r["time/reward"] > 0 and r["time/update"] > 0 and r["time/logprob"] > 0
+        assert r["time/rollout"] > 0 and r["time/reward"] > 0 and r["time/update"] > 0
+        assert r["time/logprob"] > 0  # kl_beta > 0: the reference pass ran (the phase is 0 when none runs)
         assert r["batch/groups"] == 2 and r["completion/length_max"] <= 16
+    # the reference is the starting policy: no KL at step 1 (test_grpo_steps.py checks it grows once it moved)
+    assert rows[0]["kl/ref"] == pytest.approx(0.0, abs=1e-7)
     assert rows[0]["data/position"] == 2 and rows[1]["data/position"] == 4
     assert "eval/test_ops1/accuracy" in rows[1] and rows[1]["time/eval"] > 0 and rows[0]["time/eval"] == 0
     samples = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
@@ -151,7 +158,7 @@ def test_dynamic_sampling_without_signal_skips_the_update(tmp_path):
                  "algo=dapo", "algo.max_sampling_rounds=2", *TINY]) == 0
     (row,) = read_metrics(run / "metrics.jsonl")
     assert row["batch/rounds"] == 2 and row["batch/groups"] == 0 and row["data/position"] == 4
-    assert row["time/update"] == 0 and row["accuracy"] == 0 and row["groups/all_wrong_frac"] == 1
+    assert row["time/update"] == 0 and row["time/logprob"] == 0 and row["accuracy"] == 0 and row["groups/all_wrong_frac"] == 1
     assert not (run / "checkpoints").exists()
 
 

@@ -13,10 +13,10 @@ from omegaconf import OmegaConf
 
 from rlvr.cli import main as cli_main
 from rlvr.config.loading import ConfigError, compose_config, load_config
+from rlvr.eval.summary import collect_summary
 from rlvr.pipeline import (
     SFT_DONE,
     active_stages,
-    collect_summary,
     eval_checkpoints,
     stage_config,
     stage_done,
@@ -168,7 +168,7 @@ def _fake_model(folder: Path) -> None:
 
 
 def _fake_sweep(run: Path, ckpt, stage_cfg, splits: list[str], accuracy: float) -> None:
-    from rlvr.eval.sweep import write_sweep, with_checkpoint
+    from rlvr.eval.budget_sweep import with_checkpoint, write_sweep
 
     rows = [{"task": "arith", "split": s, "budget": b, "n_problems": 4, "n": 2, "pass@1": accuracy,
              "mean_thinking_tokens": 5.0, "tokens_per_answer": 9.0, "truncation_rate": 0.0,
@@ -277,3 +277,27 @@ def test_eval_stage_override_of_n_alone_moves_the_derived_k_list(tmp_path):
     cfg = compose_config("pipeline", ["output_dir=" + str(tmp_path), 'pipeline.stage_overrides.eval=["eval.n=2"]'])
     node = stage_config(cfg, "eval", tmp_path)
     assert node.eval.n == 2 and list(node.eval.k_list) == [1, 2]
+
+
+def test_the_eval_stage_runs_the_same_sweep_as_rlvr_eval(tiny_model_dir, tmp_path):
+    """The pipeline's eval stage and `rlvr eval` share one loop (rlvr.eval.budget_sweep.evaluate_checkpoints):
+    the same model and settings give the same rows."""
+    from rich.console import Console
+
+    from rlvr.eval import cli as eval_cli
+    from rlvr.eval.budget_sweep import read_sweeps
+    from rlvr.pipeline import run_eval
+
+    common = [f"model.name_or_path={tiny_model_dir}", "logger=none", "eval.budgets=[0,null]", "eval.num_problems=2",
+              "eval.n=2", "eval.k_list=[1,2]", "eval.splits=[test_ops2]", "eval.max_new_tokens=12",
+              "rewards.num_workers=0"]
+    cfg = pipeline_cfg(tmp_path, *common)
+    run = Path(cfg.output_dir)
+    assert run_eval(stage_config(cfg, "eval", run), run, Console(quiet=True)) == 0
+    alone = tmp_path / "alone"
+    eval_cfg = load_config("eval", [*common, f"output_dir={alone}", "eval.plot=false"], eval_cli.validate)
+    assert eval_cli.run(eval_cfg) == 0
+    timing = {"seconds"}
+    stage_rows = [{k: v for k, v in r.items() if k not in timing} for r in read_sweeps(run)]
+    eval_rows = [{k: v for k, v in r.items() if k not in timing} for r in read_sweeps(alone)]
+    assert len(stage_rows) == 2 and stage_rows == eval_rows

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rlvr.cli import main
-from rlvr.eval.sweep import with_checkpoint, write_sweep
+from rlvr.eval.budget_sweep import with_checkpoint, write_sweep
 from rlvr.eval.plots import PLOTS, budget_axis, make_plots
 from rlvr.runs.layout import Checkpoint
 

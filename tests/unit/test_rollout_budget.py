@@ -29,14 +29,6 @@ BUDGETS = [0, 1, 4, 8, 16, None]
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    from rlvr.config import ModelConfig
-    from rlvr.models import load_model_and_tokenizer
-
-    return load_model_and_tokenizer(ModelConfig())
-
-
-@pytest.fixture(scope="module")
 def tagged(tiny):
     model, tok = tiny
     return tag_prone(model, tok), tok

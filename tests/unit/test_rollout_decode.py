@@ -18,7 +18,8 @@ from rlvr.rollout import decode as decode_mod
 from rlvr.rollout.base import SamplingParams
 from rlvr.rollout.budget import ThinkingBudget
 from rlvr.rollout.decode import UnsupportedCache, decode, fused_support, loop_support, sample_from_probs
-from rlvr.rollout.hf import HFEngine, render_prompt
+from rlvr.rollout.hf import HFEngine
+from rlvr.rollout.prompts import render_prompt
 from rlvr.rollout.types import RolloutBatch
 
 from budget_invariants import check_rollout, tag_prone  # tests/ is on sys.path (rootdir conftest)

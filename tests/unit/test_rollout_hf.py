@@ -10,18 +10,11 @@ from omegaconf import OmegaConf
 
 from rlvr.algo.logprobs import token_logprobs, token_logprobs_and_entropy
 from rlvr.rollout.base import SamplingParams
-from rlvr.rollout.hf import HFEngine, _top_p_filter, render_prompt
+from rlvr.rollout.hf import HFEngine, _top_p_filter
+from rlvr.rollout.prompts import render_prompt
 from rlvr.rollout.types import Rollout, RolloutBatch
 
 MAX_NEW = 16
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    from rlvr.config import ModelConfig
-    from rlvr.models import load_model_and_tokenizer
-
-    return load_model_and_tokenizer(ModelConfig())
 
 
 @pytest.fixture(scope="module")

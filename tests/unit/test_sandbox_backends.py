@@ -8,7 +8,7 @@ from dataclasses import fields
 import pytest
 
 from rlvr.sandboxes import STATUSES, ExecutionResult, Job, SandboxConfig, open_sandbox, probe
-from rlvr.sandboxes._worker import uid_alive
+from rlvr.sandboxes._job import uid_alive
 
 
 @pytest.fixture(scope="module", params=["fork", "exec"])

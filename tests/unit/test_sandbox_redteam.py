@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from rlvr.sandboxes import Job, open_sandbox, probe
-from rlvr.sandboxes._worker import hidden_ancestor, uid_alive
+from rlvr.sandboxes._job import hidden_ancestor, uid_alive
 
 LIMITS = dict(timeout_s=1.0, memory_mb=512, max_file_mb=8, max_output_kb=256, max_processes=32, workers=2)
 SHORT = 0.5  # wall limit for the programs that can only end by being killed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
@@ -24,7 +25,8 @@ def rows(tmp_path):
 
 
 def test_registered_in_cli():
-    assert COMMANDS["verify"][0] == "rlvr.rewards.verify_cli"
+    # what `rlvr verify` resolves to (rlvr.cli imports COMMANDS[name][0] and calls its main) is this main
+    assert importlib.import_module(COMMANDS["verify"][0]).main is main
 
 
 def test_scores_and_writes_results(rows, tmp_path, capsys):
@@ -66,4 +68,7 @@ def test_bad_input_exits_2_without_traceback(rows, tmp_path, capsys, args, messa
 
 def test_usage_errors(capsys):
     assert main([]) == 2
+    assert "the following arguments are required: input" in capsys.readouterr().err
     assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage: rlvr verify" in out and "--label-field" in out and "--timeout" in out

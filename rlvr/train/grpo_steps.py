@@ -1,0 +1,166 @@
+"""The learning side of ``rlvr grpo``: the policy and its optimizer (``Learner``), and the update step (4-6 of the
+story in ``rlvr.train.grpo``): a ``StepBatch``'s kept groups -> advantages (+ process supervision) -> reference
+and old log-probs -> micro-batched policy loss -> optimizer step(s) -> the update's metrics.
+
+DDP rules that live here (see "Processes" in ``rlvr.train.grpo``): a rank that kept no group while others did
+trains on one group with an all-zero mask (zero loss and gradient), because DDP's all-reduce needs every rank;
+only when no rank kept one do all skip the update. The loss normaliser is the whole batch's over every rank
+(``rlvr.train.update.num_loss_items``), each rank runs one synchronised backward per optimizer step (the others
+under ``no_sync``), and the update statistics are combined over ranks (``UpdateStats.combine_ranks``).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+
+from rlvr.rollout.types import RolloutBatch
+from rlvr.train.loop_parts import PhaseTimer
+from rlvr.train.rollout_source import StepBatch
+from rlvr.train.update import Chunk
+
+
+@dataclass
+class Learner:
+    """The trained model and what steps it."""
+
+    accelerator: Any  # accelerate.Accelerator: device, DDP, gradient clipping, collectives
+    model: Any  # the prepared policy (a DDP wrapper under several processes): forward and backward
+    policy: Any  # the bare module: generate, save_pretrained, weight sync
+    ref_model: Any | None  # the frozen starting policy (KL reference) when algo.kl_beta > 0
+    tokenizer: Any
+    optimizer: Any  # AdamW
+    scheduler: Any  # the LR schedule, stepped once per optimizer step
+    pad_id: int  # pads the rollout tensors (the rollout engine's, when there is one: ``EngineSource.pad_id``)
+
+
+def build_learner(cfg: Any, algo: Any, accelerator: Any) -> Learner:
+    """Policy (+ frozen reference), AdamW and the LR schedule, prepared by ``accelerator``."""
+    from transformers import get_scheduler
+
+    from rlvr.models import load_model, load_model_and_tokenizer
+
+    g = cfg.grpo
+    model, tokenizer = load_model_and_tokenizer(cfg.model)
+    model.train()
+    ref_model = None
+    if algo.kl_beta > 0:  # the reference is the *starting* policy, also after a resume
+        ref_model = load_model(cfg.model).to(accelerator.device).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=g.learning_rate, betas=(g.adam_beta1, g.adam_beta2),
+                                  weight_decay=g.weight_decay)
+    scheduler = get_scheduler(g.lr_scheduler, optimizer, num_warmup_steps=g.warmup_steps,
+                              num_training_steps=g.max_steps * g.updates_per_batch)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return Learner(accelerator, model, accelerator.unwrap_model(model), ref_model, tokenizer, optimizer, scheduler,
+                   pad_id)
+
+
+def dr_grpo_norm_constant(algo: Any, max_new_tokens: int) -> int:
+    """C in Dr. GRPO's sum / (N * C): ``algo.norm_constant`` if set, else the generation budget (2503.20783, as
+    TRL): a true constant, unlike the batch's padded width, which shrinks on steps where no completion reaches
+    the cap."""
+    return algo.norm_constant or max_new_tokens
+
+
+@dataclass
+class UpdateBatch:
+    """The kept groups of a step as the loss sees them."""
+
+    batch: RolloutBatch  # N = B' * G rows, on the learner's device
+    advantages: torch.Tensor  # [N] per completion, or [N, T] with process supervision
+    mask: torch.Tensor  # [N, T] loss mask: sampled tokens (DAPO's overlong filter applied; all 0 on an idle rank)
+    chunks: list[Chunk]  # micro-batches of whole groups (rlvr.train.update.plan_chunks)
+    idle: bool  # this rank kept no group but others did: it joins the all-reduce with a zero gradient
+    metrics: dict[str, float]  # process/* when process supervision ran
+
+
+def prepare_update(learner: Learner, step_batch: StepBatch, algo: Any, micro_batch_size: int,
+                   piece_cache: dict[int, str]) -> UpdateBatch | None:
+    """Advantages and masks of the kept groups; None when no rank kept a group (every rank skips the update)."""
+    from rlvr.algo.advantages import compute_advantages
+    from rlvr.algo.filtering import overlong_mask
+    from rlvr.algo.process import round_process_advantages
+    from rlvr.train.update import plan_chunks
+
+    G, rounds = step_batch.group_size, step_batch.rounds
+    rows = step_batch.rows()  # [B' * G] (round, row)
+    idle = not rows and step_batch.batch_groups > 0
+    if idle:  # any group stands in: its mask is zeroed below
+        rows = [(0, j) for j in range(G)]
+    if not rows:
+        return None
+    rewards = torch.stack([rounds[ri].rewards[i] for ri, i in rows]).view(-1, G)  # [B'*G] -> [B', G]
+    advantages = compute_advantages(rewards, algo.std_scaling, algo.leave_one_out, algo.adv_eps, algo.negative_weight)
+    rollouts = [rounds[ri].rollouts[i] for ri, i in rows]  # [N]
+    batch = RolloutBatch.from_rollouts(rollouts, G, learner.pad_id).to(learner.accelerator.device)
+    advantages = advantages.reshape(-1).to(learner.accelerator.device)  # [B', G] -> [N]
+    mask = batch.completion_mask  # [N, T]
+    metrics: dict[str, float] = {}
+    if algo.process_verifier:  # process supervision: + token-level step advantages
+        process, metrics = round_process_advantages(
+            [rounds[ri].results[i] for ri, i in rows], rollouts, algo.process_verifier, learner.tokenizer, G,
+            mask.shape[1], algo.process_discount, piece_cache)
+        advantages = advantages.unsqueeze(1) + algo.process_weight * process.to(advantages)  # [N] -> [N, T]
+    if algo.overlong == "mask":
+        mask = overlong_mask(mask, batch.truncated)
+    if idle:
+        mask = torch.zeros_like(mask)
+    chunks = plan_chunks(batch.attention_mask, batch.prompt_length, G, micro_batch_size)
+    return UpdateBatch(batch, advantages, mask, chunks, idle, metrics)
+
+
+def update(learner: Learner, step_batch: StepBatch, algo: Any, g: Any, timer: PhaseTimer,
+           piece_cache: dict[int, str] | None = None) -> dict[str, float]:
+    """Steps 4-6 on this rank's kept groups: ``g.updates_per_batch`` optimizer steps; returns the update's metrics
+    (whole-batch under DDP; empty when every rank skips). ``g``: the ``grpo`` config section."""
+    from rlvr.algo.logprobs import masked_mean, token_logprobs_and_entropy
+    from rlvr.algo.loss import policy_loss
+    from rlvr.train.update import UpdateStats, clip_gradients, frozen_logprobs, num_loss_items
+
+    ub = prepare_update(learner, step_batch, algo, g.micro_batch_size, {} if piece_cache is None else piece_cache)
+    if ub is None:
+        return {}
+    acc, model, batch, chunks, mask = learner.accelerator, learner.model, ub.batch, ub.chunks, ub.mask
+    P, temp = batch.prompt_length, g.temperature if g.temperature > 0 else 1.0  # log-probs at the sampling T
+    loss_cfg = replace(algo, norm_constant=dr_grpo_norm_constant(algo, g.max_new_tokens))
+
+    # 5. reference log-probs (KL) and old log-probs (only when the batch is reused); time/logprob stays 0 without
+    old_logprobs = ref_logprobs = None
+    if g.updates_per_batch > 1:
+        with timer("logprob"):
+            old_logprobs = frozen_logprobs(model, batch, chunks, temp)  # [N, T]
+    if learner.ref_model is not None:
+        with timer("logprob"):
+            ref_logprobs = frozen_logprobs(learner.ref_model, batch, chunks, temp)  # [N, T]
+
+    # 6. micro-batch losses share the full batch's denominator, so their sum is the full-batch loss
+    with timer("update"):
+        items = num_loss_items(mask[:0] if ub.idle else mask, algo.aggregation, acc)  # an idle rank adds none
+        stats = UpdateStats()
+        for _ in range(g.updates_per_batch):
+            learner.optimizer.zero_grad(set_to_none=True)
+            for k, c in enumerate(chunks):
+                with nullcontext() if k == len(chunks) - 1 else acc.no_sync(model):  # all-reduce once, at the end
+                    logprobs, entropy = token_logprobs_and_entropy(
+                        model, c.inputs(batch.input_ids, P), c.inputs(batch.attention_mask, P), P - c.start,
+                        temp)  # [n, T_c] x2
+                    loss, m = policy_loss(
+                        logprobs, None if old_logprobs is None else c.completion(old_logprobs),
+                        c.completion(batch.sampler_logprobs), c.completion(ub.advantages), c.completion(mask),
+                        loss_cfg, ref_logprobs=None if ref_logprobs is None else c.completion(ref_logprobs),
+                        num_items=items)
+                    acc.backward(loss)
+                chunk_mask = c.completion(mask)  # [n, T_c]
+                m["loss"], m["entropy"] = loss.detach(), masked_mean(entropy.detach(), chunk_mask)
+                stats.add(m, tokens=chunk_mask.sum().item())
+            grad_norm = clip_gradients(acc, model, g.max_grad_norm)
+            learner.optimizer.step()
+            learner.scheduler.step()
+            stats.add_pass(grad_norm)
+        if acc.num_processes > 1:
+            stats.combine_ranks(acc)
+    return ub.metrics | stats.result()
