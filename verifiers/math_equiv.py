@@ -4,22 +4,26 @@ Layers, cheapest first, so that the typical numeric answer never touches the CAS
 
 1. identical normalised strings;
 2. both sides plain numbers (integer, decimal, ``a/b``, ``\\frac{a}{b}``, mixed, scientific) -> ``Fraction``;
-3. structure (``parse_answer``): matrices, ``\\pm``, unions, sets ``\\{…\\}`` (unordered), tuples and intervals
-   (ordered; bracket kinds must match, so ``[1,2)`` != ``(1,2)``), bare comma lists (multiple answers:
-   unordered unless configured), relations, and single expressions via ``math_parse``;
-4. expressions: exact equality, else numeric evaluation at 30 digits (constants) or at several fixed points
-   (free symbols). Random-point testing is how a CAS answers "is a-b identically 0" in practice; unlike
-   ``simplify`` it runs in bounded time on anything a model can write.
+   a reference ``3,5`` / ``0,25`` (not a 3-digit group) is a decimal comma against a decimal prediction;
+3. structure (``parse_answer``): matrices (any environment, ``\\left[\\begin{array}..\\right]`` too), unions,
+   sets ``\\{…\\}`` or ``{…}`` (unordered; a ``\\pm`` item is two elements), tuples and intervals (ordered;
+   bracket kinds must match, so ``[1,2)`` != ``(1,2)``), bare comma lists (multiple answers: unordered unless
+   configured), ``\\pm``, labelled answers (``(p,q)=(3,2)`` is p=3, q=2; ``V_1:V_2=11:21`` and ``f(x)=..``
+   are their right-hand side), ratios and times ``11:21``, relations (chains ``a<x\\le b`` included), and single
+   expressions via ``math_parse``;
+4. scalars (``math_scalar``): exact equality, else numeric evaluation; equations match when they have the
+   same solution set (``2x+4y-3=0`` = ``y=-\\frac12x+\\frac34``), ``x=5`` / ``AB=4`` match the value;
+5. conditions (``math_relations``): an inequality, chain, ``\\neq`` or union is compared as a set of reals, so
+   ``x \\geq 5`` = ``[5,\\infty)`` and ``-x>-1`` = ``x<1``;
+6. words (``\\text{The circles}`` = ``circle``): case, spacing, a leading article and a plural ``s`` ignored.
 
-Floats: two values match within ``rel_tol`` when either side was written as a decimal; exact values
-(integers, fractions, radicals, pi) must be equal to ~1e-20. An equation ``x=5`` matches the value ``5``.
+Each layer can only add an equality it can establish; anything it cannot read falls back to the verdict of the
+layers above, and nothing here catches more than ``ParseError`` (an internal bug surfaces as an error).
 """
 
 from __future__ import annotations
 
-import cmath
 import functools
-import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -28,6 +32,8 @@ from typing import Any
 import sympy
 
 from rlvr.verifiers.math_parse import MAX_CHARS, ParseError, parse_expression
+from rlvr.verifiers.math_relations import bears_inequality, regions_equal
+from rlvr.verifiers.math_scalar import expression_value, exprs_equal, labelled_value, relations_equal
 
 
 @dataclass(frozen=True)
@@ -107,9 +113,9 @@ def split_top_level(s: str, seps: tuple[str, ...] = (",",)) -> list[str]:
     return [p.strip() for p in parts]
 
 
-def _wrapped(s: str) -> bool:
+def _wrapped(s: str, opens: str = "([", closes: str = ")]") -> bool:
     """True when s[0] and s[-1] are one bracket pair enclosing everything (``[1,2)`` counts)."""
-    if len(s) < 2 or s[0] not in "([" or s[-1] not in ")]":
+    if len(s) < 2 or s[0] not in opens or s[-1] not in closes:
         return False
     depth = 0
     for i, c in enumerate(s):
@@ -122,217 +128,102 @@ def _wrapped(s: str) -> bool:
     return depth == 0
 
 
+_NAME = re.compile(r"^[a-zA-Z](?:_(?:\{\w+\}|\w))?$")
+_FUNC_LABEL = re.compile(r"^[a-zA-Z](?:_(?:\{\w+\}|\w))?\([a-z](?:,[a-z])*\)$")
+
+
+def _items(parts: list[str]) -> tuple[Parsed, ...]:
+    r"""Parsed items of a list; a ``\pm`` item stands for its two values (``\{\pm 1, 2\}`` has three)."""
+    out: list[Parsed] = []
+    for part in parts:
+        item = parse_answer(part)
+        out.extend(item.value if item.kind == "multi" and item.brackets == "pm" else (item,))
+    return tuple(out)
+
+
+def _labelled(s: str) -> Parsed | None:
+    """``(p,q)=(3,2)`` -> p=3, q=2; ``V_1:V_2=11:21`` -> 11:21; ``f(x)=2x+1`` -> 2x+1; None when not labelled."""
+    sides = split_top_level(s, ("=",))
+    if len(sides) != 2 or not all(sides) or sides[0][-1] in "<>!" or sides[1][0] == "=":
+        return None
+    lhs, rhs = sides
+    if _wrapped(lhs) and _wrapped(rhs):
+        names, values = split_top_level(lhs[1:-1]), split_top_level(rhs[1:-1])
+        if len(names) == len(values) > 1 and all(_NAME.match(n) for n in names):
+            try:
+                eqs = [sympy.Eq(parse_expression(n), parse_expression(v), evaluate=False)
+                       for n, v in zip(names, values)]
+            except ParseError:
+                return parse_answer(rhs)
+            return Parsed("multi", tuple(Parsed("rel", e) for e in eqs), "labels")
+    ratio = split_top_level(lhs, (":",))
+    if (len(ratio) > 1 and all(_NAME.match(n) for n in ratio)) or _FUNC_LABEL.match(lhs):
+        return parse_answer(rhs)
+    return None
+
+
+def _parse_matrix(m: re.Match) -> Parsed:
+    rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
+    try:
+        cells = tuple(tuple(parse_expression(c.strip()) for c in r.split("&")) for r in rows)
+    except ParseError:
+        return Parsed("text", m.group(0))
+    return Parsed("matrix", cells)
+
+
 @functools.lru_cache(maxsize=8192)
 def parse_answer(s: str) -> Parsed:
     """Structure of a normalised answer; never raises (unknown syntax becomes ``text``)."""
-    m = _MATRIX.match(s)
-    if m:
-        rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
-        try:
-            cells = tuple(tuple(parse_expression(c.strip()) for c in r.split("&")) for r in rows)
-            return Parsed("matrix", cells)
-        except ParseError:
-            return Parsed("text", s)
-    for pm in ("\\pm", "\\mp"):
-        if s.count(pm) == 1:
-            plus, minus = ("+", "-") if pm == "\\pm" else ("-", "+")
-            return Parsed("multi", (parse_answer(s.replace(pm, plus)), parse_answer(s.replace(pm, minus))))
+    m = _MATRIX.match(s[1:-1].strip() if _wrapped(s) and s[1:].startswith("\\begin{array}") else s)
+    if m:  # \left[\begin{array}{cc}...\end{array}\right]: the brackets are the matrix's own
+        return _parse_matrix(m)
     union = split_top_level(s, ("\\cup",))
-    if len(union) > 1:
-        return Parsed("multi", tuple(parse_answer(u) for u in union))
+    # "A \cup B, B" (a hedge joined from two spans) is a list whose first item is a union, not a union
+    if len(union) > 1 and len(split_top_level(s, (",", ";"))) == 1:
+        return Parsed("multi", tuple(parse_answer(u) for u in union), "cup")
     if s.startswith("\\{") and s.endswith("\\}"):
         inner = s[2:-2].strip()
-        return Parsed("set", tuple(parse_answer(p) for p in split_top_level(inner) if p) if inner else ())
+        return Parsed("set", _items([p for p in split_top_level(inner) if p]) if inner else ())
+    if _wrapped(s, "{", "}") and len(split_top_level(s[1:-1])) > 1:  # {1,2,3}: a set written without \{
+        return Parsed("set", _items([p for p in split_top_level(s[1:-1]) if p]))
     if _wrapped(s):
         items = split_top_level(s[1:-1])
         if len(items) > 1:
             return Parsed("seq", tuple(parse_answer(p) for p in items), s[0] + s[-1])
     items = split_top_level(s, (",", ";"))
     if len(items) > 1 and all(items):
-        return Parsed("multi", tuple(parse_answer(p) for p in items))
+        return Parsed("multi", _items(items))
+    for pm in ("\\pm", "\\mp"):
+        if s.count(pm) == 1:
+            plus, minus = ("+", "-") if pm == "\\pm" else ("-", "+")
+            return Parsed("multi", (parse_answer(s.replace(pm, plus)), parse_answer(s.replace(pm, minus))), "pm")
+    labelled = _labelled(s)
+    if labelled is not None:
+        return labelled
+    ratio = split_top_level(s, (":",))
+    if len(ratio) > 1 and all(ratio):  # 11:21, 12:00
+        return Parsed("seq", tuple(parse_answer(p) for p in ratio), "::")
     try:
         value = parse_expression(s)
     except ParseError:
         return Parsed("text", s)
-    return Parsed("rel" if isinstance(value, sympy.core.relational.Relational) else "expr", value)
-
-
-# -- scalar comparison -----------------------------------------------------------------------------------------------
-_POINTS = (0.7390851332, 1.3247179572, 2.2360679775, -0.5772156649, 3.1415926536)
-
-
-def _has_float(e) -> bool:
-    return any(isinstance(a, sympy.Float) for a in sympy.preorder_traversal(e))
-
-
-class _Unsupported(Exception):
-    pass
-
-
-_CMATH = {
-    sympy.sin: cmath.sin, sympy.cos: cmath.cos, sympy.tan: cmath.tan, sympy.asin: cmath.asin,
-    sympy.acos: cmath.acos, sympy.atan: cmath.atan, sympy.sinh: cmath.sinh, sympy.cosh: cmath.cosh,
-    sympy.tanh: cmath.tanh, sympy.exp: cmath.exp, sympy.log: cmath.log,
-    sympy.cot: lambda z: 1 / cmath.tan(z), sympy.sec: lambda z: 1 / cmath.cos(z), sympy.csc: lambda z: 1 / cmath.sin(z),
-}
-
-
-def _approx(e, subs: dict) -> complex:
-    """Double-precision value of ``e``; raises ``OverflowError``/``ZeroDivisionError``/``_Unsupported``.
-
-    Why not ``evalf`` directly: mpmath happily works on ``exp(exp(exp(exp(100))))`` for minutes. Doubles fail in
-    nanoseconds on anything that large, and a finite double bounds every intermediate, which makes the
-    follow-up 30-digit ``evalf`` safe.
-    """
-    if e.is_Number:
-        if e in (sympy.oo, -sympy.oo, sympy.zoo, sympy.nan):
-            raise OverflowError("infinite")
-        return complex(float(e.p) / float(e.q)) if e.is_Rational else complex(float(e))
-    if e.is_Symbol:
-        if e not in subs:
-            raise _Unsupported(str(e))
-        return subs[e]
-    if e is sympy.pi:
-        return complex(cmath.pi)
-    if e is sympy.E:
-        return complex(cmath.e)
-    if e is sympy.I:
-        return 1j
-    args = e.args
-    if e.is_Add:
-        return sum((_approx(a, subs) for a in args), 0j)
-    if e.is_Mul:
-        out = 1 + 0j
-        for a in args:
-            out *= _approx(a, subs)
-        return out
-    if e.is_Pow:
-        base, exp = _approx(args[0], subs), _approx(args[1], subs)
-        if base == 0:
-            if exp.real <= 0:
-                raise ZeroDivisionError("0 to a non-positive power")
-            return 0j
-        if exp.real * math.log(abs(base)) > 700:
-            raise OverflowError("power too large")
-        return base ** exp
-    if isinstance(e, sympy.Abs):
-        return complex(abs(_approx(args[0], subs)))
-    if isinstance(e, sympy.factorial):
-        n = _approx(args[0], subs)
-        if n.imag or n.real > 170:
-            raise OverflowError("factorial too large")
-        return complex(math.gamma(n.real + 1))
-    fn = _CMATH.get(type(e))
-    if fn is not None and len(args) == 1:
-        z = _approx(args[0], subs)
-        if type(e) is sympy.exp and z.real > 700:
-            raise OverflowError("exp too large")
-        return complex(fn(z))
-    raise _Unsupported(type(e).__name__)
-
-
-def _value(e, subs: dict | None = None) -> complex | None:
-    try:
-        v = _approx(e, subs or {})
-    except (OverflowError, ZeroDivisionError, ValueError, TypeError, _Unsupported):
-        return None
-    if v != v or abs(v) == float("inf"):
-        return None
-    return v
-
-
-def _precise_equal(a, b, tol: float) -> bool:
-    """30-digit check for exact values that agree to double precision; only called once doubles were finite."""
-    try:
-        va, vb = complex(a.evalf(30)), complex(b.evalf(30))
-    except (TypeError, ValueError, OverflowError, ZeroDivisionError, AttributeError):
-        return False
-    return _close(va, vb, tol)
-
-
-def _close(a: complex, b: complex, tol: float) -> bool:
-    # The absolute floor only matters next to zero, where a relative test is meaningless.
-    return abs(a - b) <= tol * max(abs(a), abs(b)) or abs(a - b) <= 1e-15
-
-
-def exprs_equal(a, b, rel_tol: float) -> bool:
-    if a == b:
-        return True
-    if a.is_Rational and b.is_Rational:
-        return False
-    if a.has(sympy.oo, -sympy.oo, sympy.zoo) or b.has(sympy.oo, -sympy.oo, sympy.zoo):
-        return False  # infinities only match structurally (above)
-    exact = not (_has_float(a) or _has_float(b))
-    symbols = sorted(a.free_symbols | b.free_symbols, key=str)
-    if not symbols:
-        va, vb = _value(a), _value(b)
-        if va is None or vb is None or not _close(va, vb, max(rel_tol, 1e-9)):
-            return False
-        # Doubles agree; exact answers (sqrt(2) vs 1.41421356237) must also agree at 30 digits.
-        return _precise_equal(a, b, 1e-20) if exact else _close(va, vb, rel_tol)
-    if len(symbols) > 10:
-        return False
-    checked = 0
-    for k in range(4):
-        subs = {s: complex(_POINTS[(k + j) % len(_POINTS)] + 0.37 * j) for j, s in enumerate(symbols)}
-        va, vb = _value(a, subs), _value(b, subs)
-        if va is None or vb is None:
-            continue
-        if not _close(va, vb, 1e-9 if exact else max(rel_tol, 1e-9)):
-            return False
-        checked += 1
-    return checked >= 2
-
-
-def _lone_symbol_value(rel) -> Any | None:
-    """``x = 5`` or ``5 = x`` -> 5 (the value a bare reference would state)."""
-    if not isinstance(rel, sympy.Eq):
-        return None
-    lhs, rhs = rel.lhs, rel.rhs
-    if isinstance(lhs, sympy.Symbol) and lhs not in rhs.free_symbols:
-        return rhs
-    if isinstance(rhs, sympy.Symbol) and rhs not in lhs.free_symbols:
-        return lhs
-    return None
-
-
-_FLIP = {sympy.Gt: sympy.Lt, sympy.Ge: sympy.Le}
-
-
-def relations_equal(a, b, rel_tol: float) -> bool:
-    if isinstance(a, sympy.Eq) and isinstance(b, sympy.Eq):
-        va, vb = _lone_symbol_value(a), _lone_symbol_value(b)
-        if va is not None and vb is not None:
-            sa = a.lhs if isinstance(a.lhs, sympy.Symbol) and a.lhs not in a.rhs.free_symbols else a.rhs
-            sb = b.lhs if isinstance(b.lhs, sympy.Symbol) and b.lhs not in b.rhs.free_symbols else b.rhs
-            return sa == sb and exprs_equal(va, vb, rel_tol)
-        fa, fb = a.lhs - a.rhs, b.lhs - b.rhs
-        # Same solution set: f_a = c * f_b for a nonzero constant c.
-        return exprs_equal(fa, fb, rel_tol) or exprs_equal(fa, -fb, rel_tol) or _proportional(fa, fb)
-    ta, tb = type(a), type(b)
-    la, ra = (a.rhs, a.lhs) if ta in _FLIP else (a.lhs, a.rhs)
-    lb, rb = (b.rhs, b.lhs) if tb in _FLIP else (b.lhs, b.rhs)
-    return _FLIP.get(ta, ta) is _FLIP.get(tb, tb) and exprs_equal(la, lb, rel_tol) and exprs_equal(ra, rb, rel_tol)
-
-
-def _proportional(fa, fb) -> bool:
-    symbols = sorted(fa.free_symbols | fb.free_symbols, key=str)
-    if not symbols or len(symbols) > 10:
-        return False
-    ratios = []
-    for k in range(3):
-        subs = {s: complex(_POINTS[(k + j) % len(_POINTS)] + 0.37 * j) for j, s in enumerate(symbols)}
-        va, vb = _value(fa, subs), _value(fb, subs)
-        if va is None or vb is None or abs(vb) < 1e-15:
-            return False
-        ratios.append(va / vb)
-    return abs(ratios[0]) > 1e-12 and all(_close(r, ratios[0], 1e-9) for r in ratios)
+    rel = isinstance(value, (sympy.core.relational.Relational, sympy.And))
+    return Parsed("rel" if rel else "expr", value)
 
 
 # -- structural comparison -------------------------------------------------------------------------------------------
+_ARTICLES = ("a", "an", "the")
+
+
 def _canon_text(s: str) -> str:
-    s = re.sub(r"\\(?:text|mathrm|textbf|mbox)\{([^{}]*)\}", r"\1", s)
-    s = re.sub(r"\s+", "", s).lower()
+    """Words compared without case, spacing, a leading article or a plural ``s`` (``The circles`` = ``circle``)."""
+    s = re.sub(r"\\(?:text|mathrm|textbf|mbox|textnormal)\{([^{}]*)\}", r"\1", s)
+    words = s.lower().split()
+    if len(words) > 1 and words[0] in _ARTICLES and len(words[1]) >= 3:
+        words = words[1:]
+    words = [w[:-1] if len(w) >= 4 and w.isalpha() and w.endswith("s") and not w.endswith("ss") else w
+             for w in words]
+    s = "".join(words)
     for _ in range(3):  # "((C))" -> "c"; bounded, each check is O(len)
         if len(s) > 2 and s[0] == "(" and s[-1] == ")" and _wrapped(s):
             s = s[1:-1]
@@ -353,8 +244,15 @@ def _unordered_equal(xs: tuple[Parsed, ...], ys: tuple[Parsed, ...], rel_tol: fl
     return True
 
 
-def parsed_equal(p: Parsed, r: Parsed, rel_tol: float, ordered_lists: bool = False) -> bool:
-    """Structural equality of a prediction ``p`` and a reference ``r``."""
+def _named_components(m: Parsed) -> tuple[Any, ...] | None:
+    """``x=1, y=2`` (or a labelled tuple) -> the values in order, when every item names a different variable."""
+    found = [labelled_value(item.value) if item.kind == "rel" else None for item in m.value]
+    if len(found) < 2 or None in found or len({label for label, _ in found}) != len(found):
+        return None
+    return tuple(value for _, value in found)
+
+
+def _structural_equal(p: Parsed, r: Parsed, rel_tol: float, ordered_lists: bool) -> bool:
     kinds = {p.kind, r.kind}
     if "text" in kinds:
         return _canon_text(p.value if p.kind == "text" else str(p.value)) == _canon_text(
@@ -365,15 +263,29 @@ def parsed_equal(p: Parsed, r: Parsed, rel_tol: float, ordered_lists: bool = Fal
         return relations_equal(p.value, r.value, rel_tol)
     if kinds == {"rel", "expr"}:
         rel, expr = (p.value, r.value) if p.kind == "rel" else (r.value, p.value)
-        value = _lone_symbol_value(rel)
-        return value is not None and exprs_equal(value, expr, rel_tol)
+        found = labelled_value(rel)
+        if found is not None:
+            return exprs_equal(found[1], expr, rel_tol)
+        value = expression_value(rel) if not getattr(expr, "free_symbols", True) else None
+        return value is not None and exprs_equal(value, expr, rel_tol)  # "a+b=7" vs "7"
     if kinds == {"seq"}:
         return p.brackets == r.brackets and len(p.value) == len(r.value) and all(
             parsed_equal(x, y, rel_tol, ordered_lists) for x, y in zip(p.value, r.value))
-    if kinds == {"multi"} and ordered_lists:
+    if kinds == {"multi", "seq"}:  # "x=1, y=2" vs "(1, 2)": named components in the order written
+        multi, seq = (p, r) if p.kind == "multi" else (r, p)
+        values = _named_components(multi)
+        return values is not None and seq.brackets == "()" and len(values) == len(seq.value) and all(
+            parsed_equal(Parsed("expr", v), y, rel_tol, ordered_lists) for v, y in zip(values, seq.value))
+    if kinds == {"multi"} and ordered_lists and p.brackets == r.brackets == "":
         return len(p.value) == len(r.value) and all(
             parsed_equal(x, y, rel_tol, ordered_lists) for x, y in zip(p.value, r.value))
     if kinds <= {"set", "multi"}:
+        named = [_named_components(x) if x.kind == "multi" else None for x in (p, r)]
+        if (named[0] is None) != (named[1] is None):  # "x=2, y=1" is a point: ordered, and never a set
+            (values,), other = [v for v in named if v is not None], p if named[0] is None else r
+            return other.kind == "multi" and len(values) == len(other.value) and all(
+                y.kind != "rel" and parsed_equal(Parsed("expr", v), y, rel_tol, ordered_lists)
+                for v, y in zip(values, other.value))
         return _unordered_equal(p.value, r.value, rel_tol, ordered_lists)
     if kinds == {"matrix"}:
         if len(p.value) != len(r.value) or any(len(a) != len(b) for a, b in zip(p.value, r.value)):
@@ -382,8 +294,28 @@ def parsed_equal(p: Parsed, r: Parsed, rel_tol: float, ordered_lists: bool = Fal
     return False
 
 
-def equivalent(pred: str, ref: str, rel_tol: float = 1e-6, ordered_lists: bool = False) -> tuple[bool, str]:
-    """``(equal, how)`` for two *normalised* answers; ``how`` names the layer that decided."""
+def parsed_equal(p: Parsed, r: Parsed, rel_tol: float, ordered_lists: bool = False) -> bool:
+    """Equality of a prediction ``p`` and a reference ``r``: structure first, then as sets of reals when either
+    side is a condition (``x \\geq 5`` vs ``[5,\\infty)``, ``-x > -1`` vs ``x < 1``, ``x \\neq 3`` vs a union)."""
+    if _structural_equal(p, r, rel_tol, ordered_lists):
+        return True
+    if {p.kind, r.kind} <= {"rel", "seq", "multi"} and (bears_inequality(p) or bears_inequality(r)):
+        return regions_equal(p, r, rel_tol)
+    return False
+
+
+_DECIMAL_COMMA = re.compile(r"^(-?)(0|\d+(?=,(?:\d{1,2}|\d{4,})$)|0),(\d+)$")
+_WORDS = re.compile(r"^[A-Za-z]{3,}(?: [A-Za-z]+)*$")
+
+
+def equivalent(pred: str, ref: str, rel_tol: float = 1e-6, ordered_lists: bool = False,
+               decimal_comma: bool = True) -> tuple[bool, str]:
+    """``(equal, how)`` for two *normalised* answers; ``how`` names the layer that decided.
+
+    ``decimal_comma`` allows a reference ``3,5`` to be read as 3.5 against a decimal prediction; the verifier
+    passes False when the reference was written with a space after the comma (``3, 5``, a list) or when
+    ``MathConfig.decimal_comma`` is off.
+    """
     if pred == ref:
         return True, "exact_string"
     if len(pred) > MAX_CHARS or len(ref) > MAX_CHARS:  # not an answer; structure checks would cost O(n^2)
@@ -391,6 +323,16 @@ def equivalent(pred: str, ref: str, rel_tol: float = 1e-6, ordered_lists: bool =
     fp, fr = fast_number(pred), fast_number(ref)
     if fp is not None and fr is not None:
         return numbers_equal(fp, fr, rel_tol), "fast_number"
+    comma = _DECIMAL_COMMA.match(ref) if decimal_comma else None
+    if comma and fp is not None and fp[1] and "." in pred:
+        # "3,5" in the reference is a decimal comma when the prediction is a decimal (a 3-digit group, "1,234",
+        # stays a thousands separator); a prediction "3,5" is never read so: it may be two answers.
+        return numbers_equal(fp, (Fraction(f"{comma.group(1)}{comma.group(2)}.{comma.group(3)}"), True),
+                             rel_tol), "decimal_comma"
     p, r = parse_answer(pred), parse_answer(ref)
     how = "text" if "text" in (p.kind, r.kind) else "symbolic"
-    return parsed_equal(p, r, rel_tol, ordered_lists), how
+    if parsed_equal(p, r, rel_tol, ordered_lists):
+        return True, how
+    if _WORDS.match(pred) and _WORDS.match(ref):  # "Yes" vs "yes": words, even where they parse as products
+        return _canon_text(pred) == _canon_text(ref), "text"
+    return False, how

@@ -27,6 +27,8 @@ _UNIT_TAIL = re.compile(
     rf"(?:\s*(?:\\mbox|\\text|\\mathrm|\\textbf)?\{{?\s*(?:{_UNITS})(?:\^?\{{?[23]\}}?)?\s*\}}?\.?)+$", re.IGNORECASE)
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname|textnormal|mathit)\s*\{([^{}]*)\}")
 _SPACES = re.compile(r"(?<!\\)\\[,;:! ]|\\quad|\\qquad|~|\\displaystyle|\\limits|\\nolimits")
+_THOUSANDS_MARK = re.compile(r"(?<=\d)(?:,\s*\\!|\{,\})\s*(?=\d{3}(?!\d))")
+_DECIMAL_MARK = re.compile(r"(?<=\d)\{,\}(?=\d)")
 _THOUSANDS_WHOLE = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 # 1\frac{1}{2} and 1 \frac12 are mixed numbers in every contest answer key: 1 + 1/2, not 1 * 1/2.
 _MIXED = re.compile(r"(?<![\d.}^_a-zA-Z])(\d+)\s*\\frac\s*(?:\{\s*(\d+)\s*\}|(\d))\s*(?:\{\s*(\d+)\s*\}|(\d))")
@@ -35,6 +37,7 @@ _UNICODE = {
     "\u03c0": r"\pi ", "\u221a": r"\sqrt", "\u221e": r"\infty ", "\u2264": r"\le ", "\u2265": r"\ge ",
     "\u2260": r"\ne ", "\u00b0": "", "\u00a0": " ", "\u2009": "", "\u202f": "",
 }
+_ONE_CHAR_SUBSCRIPT = re.compile(r"_\{(\w)\}")
 _UNICODE_RE = re.compile("|".join(map(re.escape, _UNICODE)))
 
 
@@ -78,8 +81,11 @@ def normalize(s: str) -> str:
     s = strip_math_delimiters(s)
     s = _UNICODE_RE.sub(lambda m: _UNICODE[m.group(0)], s)
     s = s.replace("\n", " ").strip()
+    # 64,\!800 and 10{,}000: a comma then a 3-digit group is a thousands separator; 2{,}5 is a decimal comma
+    s = _THOUSANDS_MARK.sub("", s)
+    s = _DECIMAL_MARK.sub(".", s)
     s = _SPACES.sub(" ", s)
-    s = s.replace("{,}", "").replace("\\left", "").replace("\\right", "")
+    s = s.replace("{,}", ",").replace("\\left", "").replace("\\right", "")
     s = re.sub(r"\\[dtc]frac", r"\\frac", s)
     s = s.replace("\\bigl", "").replace("\\bigr", "").replace("\\Bigl", "").replace("\\Bigr", "")
     s = re.sub(r"\\(?:big|Big|bigg|Bigg)(?![a-zA-Z])", "", s)
@@ -91,7 +97,7 @@ def normalize(s: str) -> str:
     s = re.sub(r"\\?%", "", s)
     s = re.sub(r"^\\\$|^\$|\\\$", "", s).strip()
     s = _replace_text_commands(s)
-    s = re.sub(r"(?<=\S)\s+(?:or|and)\s+(?=\S)", ",", s)  # "x=1 or x=2": two answers
+    s = re.sub(r"(?<=\S)\s*,?\s+(?:or|and)\s+(?=\S)", ",", s)  # "x=1 or x=2", "1, 2, and 3": several answers
     s = re.sub(r"^(?:[a-zA-Z]\s*(?:\\in|=)\s*)(?=[\[(\\{])", "", s) if re.match(r"^[a-zA-Z]\s*\\in", s) else s
     s = s.strip().rstrip(".").strip()
     stripped = _UNIT_TAIL.sub("", s).strip()
@@ -103,4 +109,5 @@ def normalize(s: str) -> str:
     s = re.sub(r"(?<=\d)\s+(?=\d{3}(?!\d))", "", s) if re.fullmatch(r"\d{1,3}(?: \d{3})+", s) else s
     s = re.sub(r"\s+", " ", s).strip()
     s = re.sub(r"\s*([=+\-*/^_,(){}\[\]<>])\s*", r"\1", s)
+    s = _ONE_CHAR_SUBSCRIPT.sub(r"_\1", s)  # 52_{8} -> 52_8, x_{1} -> x_1: the braces hold one token
     return s

@@ -51,6 +51,7 @@ _FUNCS = {
 _PLAIN_WORDS = {"sqrt", "pi", "inf", "infty", "infinity", "oo", *_FUNCS}
 _RELATIONS = {"=": sympy.Eq, "<": sympy.Lt, ">": sympy.Gt, "<=": sympy.Le, ">=": sympy.Ge, "!=": sympy.Ne,
               "\\leq": sympy.Le, "\\geq": sympy.Ge, "\\lt": sympy.Lt, "\\gt": sympy.Gt, "\\ne": sympy.Ne}
+_DIRECTION = {sympy.Lt: "<", sympy.Le: "<", sympy.Gt: ">", sympy.Ge: ">"}
 
 
 def tokenize(s: str) -> list[tuple[str, str]]:
@@ -134,9 +135,19 @@ class _Parser:
         if tok is not None and tok[1] in _RELATIONS:
             self.i += 1
             rhs = self.additive()
+            first = _RELATIONS[tok[1]](lhs, rhs, evaluate=False)
+            tok2 = self.peek()
+            if tok2 is None or tok2[1] not in _RELATIONS:
+                return first
+            # "-2 <= x < 7": a chain of two inequalities in one direction is their conjunction
+            op2 = _RELATIONS[tok2[1]]
+            if _DIRECTION.get(_RELATIONS[tok[1]]) is None or _DIRECTION.get(_RELATIONS[tok[1]]) != _DIRECTION.get(op2):
+                raise ParseError("only inequalities in one direction can be chained")
+            self.i += 1
+            last = self.additive()
             if self.peek() is not None and self.peek()[1] in _RELATIONS:
-                raise ParseError("chained relations are not supported")
-            return _RELATIONS[tok[1]](lhs, rhs, evaluate=False)
+                raise ParseError("chains of more than two relations are not supported")
+            return sympy.And(first, op2(rhs, last, evaluate=False), evaluate=False)
         return lhs
 
     def additive(self):

@@ -90,6 +90,14 @@ EQUIV_CASES = [
     ("\\text{(C)}", "C", 1),                                # multiple choice letter
     ("\\text{Monday}", "\\text{monday}", 1),                # words, case-insensitive
     ("4:30", "4:30p..", 0),                                 # garbled reference text does not match
+    # conditions, labels and several answers (the full table is test_verifiers_math_equiv_cases.py)
+    ("x \\geq 5", "x \\ge 5", 1),                               # inequality, two spellings
+    ("x \\geq 5", "[5,\\infty)", 1),                             # inequality vs interval
+    ("-x > -1", "x<1", 1),                                    # inequality multiplied by -1
+    ("x \\geq 5", "(5,\\infty)", 0),                             # closed vs open
+    ("(p,q)=(3,2)", "(3,2)", 1),                              # labelled tuple
+    ("\\{\\pm 1, 2\\}", "\\{-1,1,2\\}", 1),                      # set with \pm
+    ("\\text{the circle}", "\\text{Circle}", 1),                # words: article and case
     # guarded hostile values
     ("10^{10^{10}}", "1", 0),                               # refused power: compared as text
     ("10^{10^{10}}", "10^{10^{10}}", 1),                    # identical strings still match

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlvr.verifiers.math_extract import RULES, apply_rule, extract, extract_reference, last_boxed
+from rlvr.verifiers.math_extract import RULES, apply_rule, extract, extract_reference, last_boxed, math_spans
 
 # (completion, expected answer, expected rule) — default rule order
 EXTRACT_CASES = [
@@ -68,3 +68,31 @@ def test_extract_reference(reference, value, how):
 def test_last_boxed_survives_hostile_text():
     assert last_boxed("\\boxed{" * 10_000) is None          # unbalanced: nothing, quickly
     assert last_boxed("\\boxed{" + "{" * 500 + "1" + "}" * 500 + "}") == "{" * 500 + "1" + "}" * 500
+
+
+# (text, span contents) — math spans follow pandoc's dollar rule, so currency is not math
+SPAN_CASES = [
+    ("so $x$ and $y=2$", ["x", "y=2"]),                        # two inline spans
+    ("I paid $5 and got $3 back", []),                         # currency: no closing dollar
+    ("costs $5 today. So $x=3$.", ["x=3"]),                    # a failed opener restarts at the next one
+    ("$$\\frac12$$ then \\(a\\) and \\[b\\]", ["\\frac12", "a", "b"]),  # every delimiter kind
+    ("price \\$5 is $\\$5$", ["\\$5"]),                       # escaped dollars are text
+    ("a $x\ny$ b", []),                                        # no line break inside $..$
+    ("\\[\n1\n\\]", ["1"]),                                    # display across lines
+    ("$5$0", []),                                              # closing $ before a digit is not a closer
+]
+
+
+@pytest.mark.parametrize("text, contents", SPAN_CASES)
+def test_math_spans(text, contents):
+    assert [c for _, _, c in math_spans(text)] == contents
+
+
+def test_new_rules_in_default_order():
+    assert RULES.index("answer_is") < RULES.index("last_math") < RULES.index("bare") < RULES.index("last_number")
+    assert extract("Final Answer: The final answer is $34$. I hope it is correct.") == ("34", "answer_is")
+    assert extract("so $\\frac{10}{9}$") == ("\\frac{10}{9}", "last_math")
+    assert extract("\\frac{10}{9}") == ("\\frac{10}{9}", "bare")
+    assert extract("AZYUK2A") == (None, None)
+    assert extract("\\boxed{1}\\boxed{2}", join_boxes=True) == ("1, 2", "boxed")
+    assert extract_reference("$x=1$ or $x=2$") == ("x=1, x=2", "last_math")
