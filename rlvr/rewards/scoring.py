@@ -141,16 +141,6 @@ def task_metrics(rounds: Sequence[ScoredRound]) -> dict[str, float]:
     return out
 
 
-def completion_metrics(rollouts: Sequence[Rollout]) -> dict[str, float]:
-    lengths = torch.tensor([r.num_tokens for r in rollouts], dtype=torch.float32)  # [N]
-    return {
-        "completion/length_mean": lengths.mean().item(),
-        "completion/length_max": lengths.max().item(),
-        "completion/truncated_frac": sum(r.truncated for r in rollouts) / len(rollouts),
-        "completion/thinking_tokens_mean": sum(r.thinking_tokens for r in rollouts) / len(rollouts),
-    }
-
-
 def sample_rows(step: int, scored: ScoredRound, limit: int) -> list[dict[str, Any]]:
     """The first ``limit`` completions of a round as samples.jsonl rows."""
     group_size = len(scored.rollouts) // max(len(scored.samples), 1)

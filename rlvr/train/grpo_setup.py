@@ -157,7 +157,7 @@ def setup(cfg: DictConfig) -> Trainer | None:
     console.print("algo: " + "  ".join(f"{k}={v}" for k, v in asdict(algo).items()))  # the preset, resolved
 
     task = build_task(cfg.task, data_dir=cfg.data_dir)
-    learner = build_learner(cfg, algo, accelerator)
+    learner = build_learner(cfg, algo, accelerator, run.path, console.print)
     state = resume(run, learner, g.resume, console)
     budgets = TrainBudgets(g.train_budget, seed=cfg.seed)
     t = Trainer(cfg, algo, run, learner, None, budgets, task, list(g.eval_splits) or task.default_eval_splits(),

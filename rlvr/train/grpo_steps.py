@@ -37,18 +37,21 @@ class Learner:
     pad_id: int  # pads the rollout tensors (the rollout engine's, when there is one: ``EngineSource.pad_id``)
 
 
-def build_learner(cfg: Any, algo: Any, accelerator: Any) -> Learner:
-    """Policy (+ frozen reference), AdamW and the LR schedule, prepared by ``accelerator``."""
+def build_learner(cfg: Any, algo: Any, accelerator: Any, output_dir: Any, say: Any = print) -> Learner:
+    """Policy (+ frozen reference), AdamW and the LR schedule, prepared by ``accelerator``; the model is checked up
+    front to train and to save into ``output_dir`` (``rlvr.models.load_for_training``)."""
+    import copy
+
     from transformers import get_scheduler
 
-    from rlvr.models import load_model, load_model_and_tokenizer
+    from rlvr.models import load_for_training
 
     g = cfg.grpo
-    model, tokenizer = load_model_and_tokenizer(cfg.model)
+    model, tokenizer = load_for_training(cfg.model, cfg.task, output_dir, say)
     model.train()
     ref_model = None
-    if algo.kl_beta > 0:  # the reference is the *starting* policy, also after a resume
-        ref_model = load_model(cfg.model).to(accelerator.device).eval().requires_grad_(False)
+    if algo.kl_beta > 0:  # the reference is the *starting* policy (thinking-tag rows included), also after a resume
+        ref_model = copy.deepcopy(model).to(accelerator.device).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=g.learning_rate, betas=(g.adam_beta1, g.adam_beta2),
                                   weight_decay=g.weight_decay)
     scheduler = get_scheduler(g.lr_scheduler, optimizer, num_warmup_steps=g.warmup_steps,

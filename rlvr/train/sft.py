@@ -143,7 +143,7 @@ def run(cfg: DictConfig) -> int:
     from transformers import TrainerCallback, set_seed
     from trl import SFTTrainer
 
-    from rlvr.models import load_model_and_tokenizer
+    from rlvr.models import load_for_training
     from rlvr.runs.provenance import dataset_fingerprint, task_datasets, task_source, write_stage_card
     from rlvr.tasks import build_task
     from rlvr.runs.tracking import Tracker
@@ -168,7 +168,7 @@ def run(cfg: DictConfig) -> int:
     task = build_task(cfg.task, data_dir=cfg.data_dir)
     console.print(f"[bold]rlvr sft[/bold]  model={cfg.model.name_or_path or cfg.model.name}  task={task.name}  "
                   f"steps={s.max_steps}  out={out}")
-    model, tokenizer = load_model_and_tokenizer(cfg.model)
+    model, tokenizer = load_for_training(cfg.model, cfg.task, out, console.print)
     if s.train_file:  # e.g. rejection-sampled traces (rlvr distill); the held-out eval below still uses the task
         from rlvr.train.distill import read_sft_file
 

@@ -33,7 +33,7 @@ def learner_for(cfg):
     from rlvr.train.grpo_steps import build_learner
 
     algo = AlgoConfig(**cfg.algo)
-    return build_learner(cfg, algo, Accelerator(cpu=True)), algo
+    return build_learner(cfg, algo, Accelerator(cpu=True), cfg.output_dir), algo
 
 
 def hand_batch(lengths: list[int], rewards: list[float], kept: list[int], batch_groups: int | None = None):
