@@ -1,7 +1,7 @@
 """Agreement of the math verifier with labelled real model outputs (../shared/data, see PROVENANCE.md).
 
 Every row where we disagree with the source label must be listed below with the reason: these labels come from
-the sources' own graders, and some are wrong. The benchmark (scripts/bench_verifiers.py) adds math-verify side
+the sources' own graders, and some are wrong. The benchmark (scripts/bench_math_verifier.py) adds math-verify side
 by side and measures throughput; this test only guards agreement.
 """
 
