@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from rlvr.config.derived import by_size
 from rlvr.config.options import opt
 
 ROLLOUT_ENGINES = ("hf", "vllm", "auto")
@@ -81,7 +82,12 @@ class GRPOConfig:
     eval_every: int = opt(25, "greedy held-out eval every N steps (and at the start and the end); 0 = never")
     eval_splits: list[str] = opt(factory=list, help="held-out splits for the eval; empty = the task's per-difficulty "
                                                     "test splits (arith: test_ops1..4)")
-    eval_num_problems: int = opt(100, "problems per eval split; more = less noisy, slower eval")
+    eval_num_problems: int = opt(by_size(100, 50), "problems per eval split; more = less noisy, slower eval. "
+                                                   "Default by model size (rlvr.config.derived): 100 for a small "
+                                                   "model (<= 20M parameters, the tiny one: seconds), 50 for a "
+                                                   "larger or unknown one (+-7 points at p=0.5 instead of +-5, half "
+                                                   "the time: a greedy pass of 100 problems x 96 tokens is ~1-2 "
+                                                   "min for SmolLM2-135M on 2 cores, per split, at each eval)")
     eval_max_new_tokens: int = opt(96, "generation cap in the held-out eval")
     eval_batch_size: int = opt(200, "prompts per generate() call in the eval")
     save_every: int = opt(25, "checkpoint (model, optimizer, scheduler, RNG, data position) every N steps; 0 = only "
@@ -93,13 +99,15 @@ class GRPOConfig:
                                      "and training), weights and optimizer stay in model.dtype. bf16 on GPUs halves "
                                      "activation memory; on CPU fp32 is fastest")
     threads: Optional[int] = opt(None, "torch CPU threads (None = torch's default)")
-    budget_eval_every: int = opt("${.max_steps}", "accuracy-vs-thinking-budget sweep (the budget_eval section: "
-                                                  "budgets x splits x n samples, the same as `rlvr eval`) every N "
-                                                  "steps and at the start and the end, into eval/ and plots/; 0 = "
-                                                  "never. Default max_steps = at the start and the end only: a sweep "
-                                                  "is 2,400 sampled rollouts with budget_eval's defaults, ~35 s on 2 "
-                                                  "busy CPU cores for the tiny SFT model (more while a model rambles "
-                                                  "to max_new_tokens), as long as 10-30 GRPO steps")
+    budget_eval_every: int = opt(by_size("${.max_steps}", 0), (
+        "accuracy-vs-thinking-budget sweep (the budget_eval section: budgets x splits x n samples, the same as "
+        "`rlvr eval`) every N steps and at the start and the end, into eval/ and plots/; 0 = never. Default by "
+        "model size (rlvr.config.derived): max_steps (= at the start and the end only) for a small model (<= 20M "
+        "parameters: the tiny SFT model sweeps 2,400 rollouts in ~35 s on 2 busy cores, as long as 10-30 GRPO "
+        "steps), 0 for a larger or unknown one (SmolLM2-135M took 208-257 s per sweep on 2 cores, 3x its "
+        "training: sweep the saved checkpoints afterwards with `rlvr eval run_dir=<run> eval.checkpoints=all`, "
+        "as the pipeline's eval stage does; on a GPU turn it on). The cost of each sweep is printed before it "
+        "runs"))
     train_budget: TrainBudgetConfig = opt(factory=TrainBudgetConfig, help="thinking budget of the rollouts: none, "
                                                                           "fixed, or sampled per prompt and stated "
                                                                           "in it")

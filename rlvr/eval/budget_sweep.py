@@ -181,20 +181,46 @@ def read_sweeps(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------------ models
+def record_sweep(model: Any, rows: Sequence[dict[str, Any]], seconds: float) -> None:
+    """The sweep's measured throughput (generated tokens / wall seconds, scoring included) for the next estimate."""
+    from rlvr.eval.cost import record
+
+    generations = sum(r["n_problems"] * r["n"] for r in rows)
+    tokens = sum(r["tokens_per_answer"] * r["n_problems"] * r["n"] for r in rows)
+    record(model, "sweep", tokens, seconds, generations, source="the last sweep")
+
+
 def sweep_checkpoint(model: Any, tokenizer: Any, task: Any, eval_cfg: Any, ckpt: Checkpoint, out_dir: str | Path,
                      runtime: Any, *, splits: Sequence[str] | None = None, seed: int = 0, tag: str | None = None,
                      on_cell: Callable | None = None, think_open: str = "<think>",
-                     think_close: str = "</think>") -> tuple[list[dict[str, Any]], Path]:
-    """Sweep one in-memory model (HF engine) and write its file; the in-training sweep calls this on the policy."""
+                     think_close: str = "</think>", console: Any = None,
+                     what: str | None = None) -> tuple[list[dict[str, Any]], Path]:
+    """Sweep one in-memory model (HF engine) and write its file; the in-training sweep calls this on the policy.
+    With a ``console``: the cost line (``rlvr.eval.cost``) before it starts and, unless ``on_cell`` reports
+    progress to the caller's own bar, a progress bar with an ETA (``what`` names it)."""
+    from rlvr.eval.cost import progress, prompt_tokens, sweep_cost
     from rlvr.rollout.hf import HFEngine
 
     e = eval_cfg
     splits = list(splits or e.splits or task.default_eval_splits())
     engine = HFEngine(model, tokenizer, batch_size=e.batch_size, think_open=think_open, think_close=think_close)
-    rows = budget_sweep(engine, task, splits, list(e.budgets), runtime, n=e.n, k_list=list(e.k_list),
-                        num_problems=e.num_problems, answer_tokens=e.answer_tokens, temperature=e.temperature,
-                        top_p=e.top_p, max_new_tokens=e.max_new_tokens, seed=seed, on_cell=on_cell,
-                        budget_statement=statement_template(e))
+    cost = sweep_cost(e, splits, what or f"budget sweep of {ckpt.label}",
+                      prompt_tokens(tokenizer, task.samples(splits[0], limit=4)) if console is not None else 0.0)
+    if console is not None:
+        console.print(cost.describe(model))
+    started = time.perf_counter()
+    with progress(console, cost.what, len(splits) * len(e.budgets), cost.estimate_s(model),
+                  enabled=on_cell is None) as tick:
+        def cell(split: str, budget: int | None) -> None:
+            tick(f"{split} B={budget}")
+            if on_cell is not None:
+                on_cell(split, budget)
+
+        rows = budget_sweep(engine, task, splits, list(e.budgets), runtime, n=e.n, k_list=list(e.k_list),
+                            num_problems=e.num_problems, answer_tokens=e.answer_tokens, temperature=e.temperature,
+                            top_p=e.top_p, max_new_tokens=e.max_new_tokens, seed=seed, on_cell=cell,
+                            budget_statement=statement_template(e))
+    record_sweep(model, rows, time.perf_counter() - started)
     rows = with_checkpoint(rows, ckpt)
     settings = OmegaConf.to_container(e, resolve=True) if isinstance(e, DictConfig) else asdict(e)
     meta = {"checkpoint": ckpt.label, "model_path": ckpt.path, "step": ckpt.step, "train_tokens": ckpt.train_tokens,
@@ -232,7 +258,8 @@ def evaluate_checkpoints(cfg: DictConfig, task: Any, checkpoints: Sequence[Check
             progress = None if on_cell is None else (lambda split, budget, c=ckpt: on_cell(c, split, budget))
             mine, path = sweep_checkpoint(model, tokenizer, task, cfg.eval, ckpt, out, runtime, splits=splits,
                                           seed=cfg.seed, tag=tag_of(ckpt) if tag_of else None, on_cell=progress,
-                                          think_open=cfg.task.think_open, think_close=cfg.task.think_close)
+                                          think_open=cfg.task.think_open, think_close=cfg.task.think_close,
+                                          console=console)
             rows += mine
             console.print(f"{ckpt.label}: wrote {path} (+ .csv) in {time.perf_counter() - started:.0f}s")
             del model

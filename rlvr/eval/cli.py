@@ -118,6 +118,21 @@ def _models(cfg: DictConfig, console: Any) -> list[Checkpoint] | None:
     return checkpoints
 
 
+def eval_plan(cfg: DictConfig, models: int, splits: list[str]) -> str:
+    """The whole eval's cost line (``rlvr.eval.cost``), from the configured model's size: each model's own line
+    follows when it is loaded, timed by what the previous one measured."""
+    from dataclasses import replace
+
+    from rlvr.config.model_size import model_params
+    from rlvr.eval.cost import sweep_cost
+
+    one = sweep_cost(cfg.eval, splits, "rlvr eval")
+    total = replace(one, factors=((models, "models"),) + one.factors, generate_calls=models * one.generate_calls)
+    import torch
+
+    return total.line(model_params(cfg.model), "cuda" if torch.cuda.is_available() else "cpu")
+
+
 def run(cfg: DictConfig) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -137,6 +152,7 @@ def run(cfg: DictConfig) -> int:
     splits = list(e.splits) or task.default_eval_splits()
     console.print(f"[bold]rlvr eval[/bold]  {len(checkpoints)} model(s)  task={task.name}  splits={splits}  "
                   f"budgets={list(e.budgets)}  n={e.n}  problems/split={e.num_problems}  out={out / 'eval'}")
+    console.print(eval_plan(cfg, len(checkpoints), splits))
     for warning in dict.fromkeys(statement_mismatch(c.run_dir, statement_template(e)) for c in checkpoints):
         if warning:
             console.print(f"[yellow]{warning}[/yellow]")

@@ -58,15 +58,34 @@ def split_result(split: str, scored: ScoredRound, keep_examples: int = 3) -> Spl
 
 
 def evaluate_heldout(model: Any, tokenizer: Any, task: Any, splits: Sequence[str], num_problems: int,
-                     max_new_tokens: int, batch_size: int, runtime: Any) -> list[SplitResult]:
-    """Greedy accuracy of ``model`` on the first ``num_problems`` of each split, verified in ``runtime``."""
+                     max_new_tokens: int, batch_size: int, runtime: Any, console: Any = None,
+                     what: str = "held-out eval") -> list[SplitResult]:
+    """Greedy accuracy of ``model`` on the first ``num_problems`` of each split, verified in ``runtime``. With a
+    ``console``: the cost line (``rlvr.eval.cost``) first, then a progress bar with an ETA, one tick per split."""
+    import time
+
+    from rlvr.eval.cost import heldout_cost, progress, prompt_tokens, record
     from rlvr.rollout.hf import HFEngine
 
     engine = HFEngine(model, tokenizer, batch_size=batch_size)
     # seeded: the engine forks the RNG, so an eval inside training leaves the trainer's random stream untouched
     params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens, seed=0)
-    return [split_result(split, sample_and_score(engine, task.samples(split, limit=num_problems), runtime, 1, params))
-            for split in splits]
+    cost = None
+    if console is not None:
+        cost = heldout_cost(splits, num_problems, max_new_tokens, batch_size, what,
+                            prompt_tokens(tokenizer, task.samples(splits[0], limit=4)) if splits else 0.0)
+        console.print(cost.describe(model))
+    results = []
+    started = time.perf_counter()
+    with progress(console, what, len(splits), cost.estimate_s(model) if cost else None) as tick:
+        for split in splits:
+            scored = sample_and_score(engine, task.samples(split, limit=num_problems), runtime, 1, params)
+            results.append(split_result(split, scored))
+            tick(split)
+    generations = sum(r.n for r in results)
+    record(model, "heldout", sum(r.mean_completion_tokens * r.n for r in results), time.perf_counter() - started,
+           generations, source="the last held-out eval")
+    return results
 
 
 def write_eval(output_dir: Path, results: Sequence[SplitResult], step: int, name: str = "sft_heldout") -> Path:
@@ -110,7 +129,7 @@ def run_eval(model: Any, tokenizer: Any, task: Any, cfg: Any, splits: list[str],
     runtime = eval_runtime(cfg.rewards) if own else runtime
     try:
         results = evaluate_heldout(model, tokenizer, task, splits, g.eval_num_problems, g.eval_max_new_tokens,
-                                   g.eval_batch_size, runtime)
+                                   g.eval_batch_size, runtime, console=console, what=f"held-out eval @ step {step}")
     finally:
         if own:
             runtime.close()

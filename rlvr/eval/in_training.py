@@ -116,7 +116,8 @@ class BudgetSweeper:
         ckpt = Checkpoint(self.model_path(step), f"step {step}", step, self.tokens, str(self.out))
         rows, path = sweep_checkpoint(policy, self.tokenizer, self.task, e, ckpt, self.out, self._runtime,
                                       seed=self.cfg.seed, think_open=self.cfg.task.think_open,
-                                      think_close=self.cfg.task.think_close)
+                                      think_close=self.cfg.task.think_close, console=self.console,
+                                      what=f"budget sweep @ step {step}")
         metrics = headline(rows)
         means = "  ".join(f"{k.split('/')[2]} {100 * v:.0f}%" for k, v in metrics.items()
                           if k.startswith("budget_eval/mean/") and k.endswith("pass@1") and not math.isnan(v))

@@ -59,6 +59,10 @@ def evaluate(t: Trainer, step: int, row: dict[str, Any], timer: PhaseTimer) -> d
         with timer("eval"):
             out |= run_eval(t.learner.policy, t.learner.tokenizer, t.task, t.cfg, t.eval_splits, t.run.path, step,
                             t.console)
+    if t.main:  # later evals are timed by this step's own rollout throughput (HF engine only)
+        from rlvr.eval.cost import observe_rollout
+
+        observe_rollout(t.learner.policy, row, getattr(t.source, "engine", "remote"))
     if t.sweeper is not None:
         t.sweeper.trained(row.get("tokens"))
         if t.sweeper.due(step):

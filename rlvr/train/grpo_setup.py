@@ -163,6 +163,10 @@ def setup(cfg: DictConfig) -> Trainer | None:
     t = Trainer(cfg, algo, run, learner, None, budgets, task, list(g.eval_splits) or task.default_eval_splits(),
                 [], state.step, console)
     if main_proc:
+        from rlvr.eval.cost import grpo_plan
+
+        for line in grpo_plan(cfg, t.eval_splits, list(cfg.budget_eval.splits), accelerator.device.type, state.step):
+            console.print(line)  # what the evals will cost, before the first step
         keep = state.step or None  # rows of the resumed-from steps stay; a fresh start keeps none
         t.tracker = Tracker(run.path, cfg.logger, cfg, job_type="grpo", keep_until_step=keep)
         truncate_jsonl(run.samples, keep)

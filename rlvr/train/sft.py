@@ -125,7 +125,7 @@ def heldout_eval(cfg: DictConfig, model, tokenizer, task, splits: list[str], out
     runtime = eval_runtime(cfg.rewards)
     try:
         results = evaluate_heldout(model, tokenizer, task, splits, s.eval_num_problems, s.eval_max_new_tokens,
-                                   s.eval_batch_size, runtime)
+                                   s.eval_batch_size, runtime, console=console, what="held-out eval after SFT")
     finally:
         runtime.close()
     print_results(results, console)
