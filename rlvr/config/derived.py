@@ -17,7 +17,8 @@ Derived defaults (field: rule):
 
   - ``GRPOConfig.budget_eval_every``: small ``grpo.max_steps`` (a sweep at the start and the end), large 0 (off);
   - ``GRPOConfig.eval_num_problems``: small 100, large 50;
-  - ``SFTConfig.eval_num_problems``: small 200, large 100.
+  - ``SFTConfig.eval_num_problems``: small 200, large 100;
+  - ``SFTConfig.learning_rate``: small 3e-3 (the tiny model learns from scratch), large 1e-5 (pretrained).
 """
 
 from __future__ import annotations

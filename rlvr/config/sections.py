@@ -82,7 +82,10 @@ class TaskConfig:
 class SFTConfig:
     max_steps: int = opt(1400, "optimizer steps. ~600 learn only the format; the arithmetic 'clicks' between 800 and "
                                "1,200. Fewer (e.g. 700) leave 3-op accuracy partial, room for GRPO")
-    learning_rate: float = opt(3e-3, "peak LR; tiny models want ~3e-3, pretrained ones ~1e-5")
+    learning_rate: float = opt(by_size(3e-3, 1e-5), "peak LR. Default by model size (rlvr.config.derived): 3e-3 "
+                                                     "for a small model (<= 20M parameters: the tiny one, trained "
+                                                     "from scratch), 1e-5 for a larger or unknown (pretrained) one, "
+                                                     "which 3e-3 would wreck in a few steps")
     stop_fraction: float = opt(1.0, "share of the max_steps schedule to run (1.0 = all of it). < 1 stops mid-schedule, "
                                     "a cold start for RL: from step 800 of a 1,200-step run (0.667) 100 GRPO steps "
                                     "raised 3-op accuracy; from runs annealed to lr 0 they lowered it "

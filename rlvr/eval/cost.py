@@ -90,6 +90,8 @@ def _num(x: float) -> str:
 
 
 def duration(seconds: float) -> str:
+    if seconds < 1:
+        return "1 s"  # read as "<= ~1 s": never print a cost of 0
     if seconds < 90:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"

@@ -103,7 +103,9 @@ def write_eval(output_dir: Path, results: Sequence[SplitResult], step: int, name
     return eval_dir / f"{name}.json"
 
 
-def print_results(results: Sequence[SplitResult], console: Any) -> None:
+def print_results(results: Sequence[SplitResult], console: Any, num_examples: int = 2) -> None:
+    """The accuracy table, then up to ``num_examples`` generations of the first and of the last split (each split
+    once, also when there is only one)."""
     from rich.table import Table
 
     table = Table(title="held-out greedy accuracy (primary verifier)")
@@ -112,8 +114,9 @@ def print_results(results: Sequence[SplitResult], console: Any) -> None:
     for r in results:
         table.add_row(r.split, str(r.n), f"{100 * r.accuracy:.1f}%", str(r.errors), f"{r.mean_completion_tokens:.1f}")
     console.print(table)
-    for r in list(results[:1]) + list(results[-1:]):
-        for ex in r.examples[:2]:
+    shown = list(results[:1]) + (list(results[-1:]) if len(results) > 1 else [])
+    for r in shown if num_examples > 0 else []:
+        for ex in r.examples[:num_examples]:
             mark = "[green]✓[/green]" if ex["correct"] else "[red]✗[/red]"
             console.print(f"{mark} [bold]{ex['prompt']}[/bold] (answer {ex['answer']})\n{ex['completion']}\n")
 

@@ -128,7 +128,7 @@ def heldout_eval(cfg: DictConfig, model, tokenizer, task, splits: list[str], out
                                    s.eval_batch_size, runtime, console=console, what="held-out eval after SFT")
     finally:
         runtime.close()
-    print_results(results, console)
+    print_results(results, console, s.num_examples_to_print)
     write_eval(out, results, step=s.max_steps)
     tracker.log({f"heldout/{r.split}/accuracy": r.accuracy for r in results}, step=s.max_steps)
     tracker.log_table("heldout/accuracy", ["split", "n", "accuracy", "mean_tokens"],
