@@ -2,7 +2,8 @@
 
     # step time, both rollout engines, K=3 alternating rounds of 6 steps (first step of each run = warm-up)
     OMP_NUM_THREADS=2 python scripts/bench_grpo_vs_trl.py --mode speed [--engines hf,vllm] [--rounds 3] [--steps 6]
-        [--model runs/sft/final] [--out runs/bench_grpo_vs_trl]
+        [--model runs/sft/final | smollm2-135m | tiny] [--prompts 8 --group 8 --max-new-tokens 256]
+        [--out runs/bench_grpo_vs_trl]
     # learning: both from one SFT checkpoint, same budget, then greedy held-out accuracy per operation count
     OMP_NUM_THREADS=2 python scripts/bench_grpo_vs_trl.py --mode accuracy --model runs/sft/final [--steps 100]
         [--lr 3e-5] [--trl-lr 3e-5] [--eval-problems 200]
@@ -16,9 +17,11 @@ Every run is a fresh subprocess (so runs cannot share warm caches, allocator sta
   verifier in its process pool, ``rewards.num_workers`` = ``--reward-workers`` on both sides).
 
 Identical on both sides: the model folder (default: the embedded tiny model built by ``rlvr.models``; or
-``--model``), fp32 on CPU, the tokenizer and its chat template, the ``arith`` train prompts in our PromptStream
-order (TRL with ``shuffle_dataset=False``), B prompts x G completions per optimizer step (TRL:
-``per_device_train_batch_size = B*G``, ``num_generations = G``, ``gradient_accumulation_steps = 1``), one
+``--model``: a folder, or ``tiny`` / ``smollm2-135m`` resolved by ``rlvr.models.resolve_model_source`` as
+``model=<name>`` is, SmolLM2's packaged GGUF converted once into a cached plain HF folder), fp32 on CPU, the
+tokenizer and its chat template, the ``arith`` train prompts in our PromptStream order (TRL with
+``shuffle_dataset=False``), B prompts x G completions per optimizer step (TRL: ``per_device_train_batch_size =
+B*G``, ``num_generations = G``, ``gradient_accumulation_steps = 1``), one
 generation round and one optimizer step per batch (``num_iterations = 1`` / ``updates_per_batch = 1``; our dynamic
 sampling off), max new tokens, temperature 1.0 / top-p 1 / no top-k, no KL (beta 0, no reference model),
 constant LR (same value), AdamW(0.9, 0.99, eps 1e-8, no weight decay, torch implementation), grad clip 1.0, the
@@ -48,6 +51,24 @@ the per-round paired ratios are reported too (runs of a round are adjacent in ti
 load). Rounds alternate the order (ours first in even rounds, TRL first in odd: A B B A ...) so a drifting load
 does not favour one side. Phases: ours from ``time/<phase>``; TRL by timing ``_generate_single_turn``
 (rollout), ``vllm_generation.sync_weights`` (sync) and ``_calculate_rewards`` (reward) in the worker.
+
+Throughput (``--mode speed``), per step, then like step times (warm-up dropped, median per run, median over rounds):
+- rollout tokens/s: generated (completion) tokens / rollout seconds. Tokens: mean completion length x B*G (ours
+  ``completion/length_mean``, TRL ``completions/mean_length``); seconds: the rollout phase above (TRL's without
+  its weight sync).
+- update FLOP/s: 6 x trainable parameters x (prompt + completion tokens of the step's B*G sequences) / update
+  seconds (``bench_report.FLOPS_FORMULA``): the dense matmuls' forward (2 FLOPs per parameter per token) and
+  backward (4), LM head included, tied embeddings counted once. It ignores attention's score/value FLOPs,
+  padding (both sides pad; ours cuts micro-batches to length) and recompute (none here: no gradient
+  checkpointing), and counts each prompt G times although ours runs a group's shared prompt once
+  (``rlvr.algo.logprobs``): the same nominal work on both sides, so a higher figure = the same batch done faster.
+  Update seconds: ours ``time/update`` (zero_grad, forward, backward, clip, AdamW, scheduler); TRL from
+  ``_prepare_inputs`` returning to ``on_step_end`` (``compute_loss``, backward, clip, AdamW, scheduler, zero_grad).
+  Prompt tokens: both sides' prompt order tokenised with our chat template (``step_prompt_tokens``); TRL's own count
+  (differences of its cumulative ``num_tokens`` minus completion tokens) is kept as ``prompt_tokens_trl``.
+- the machine's ceiling: ``scripts/bench_peak_flops.py`` (fp32 ``torch.matmul`` 2048x2048, same threads and
+  environment, median of 9 calls) in a fresh subprocess before and after the runs; the report gives their median in
+  GFLOP/s and each update's share of it.
 
 ``--mode accuracy``
 -------------------
@@ -104,8 +125,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 # the report side (statistics, tables, plots); the markdown builders are re-exported for the unit tests
-from bench_report import (SYSTEMS, TARGET_RATIO, accuracy_markdown, fmt, measured, median,  # noqa: F401
-                          plot_accuracy, plot_speed, speed_markdown, summarize_speed, write_outputs)
+from bench_report import (FLOPS_FORMULA, SYSTEMS, TARGET_RATIO, accuracy_markdown, fmt, measured,  # noqa: F401
+                          median, peak_gflops, plot_accuracy, plot_speed, speed_markdown, summarize_speed,
+                          throughput_series, update_flops, write_outputs)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -250,9 +272,10 @@ def ours_result(rows: list[dict]) -> dict[str, Any]:
         phases["other"].append(r["time/step"] - sum(parts.values()))
     return {
         "step_times": step_times, "phases": phases,
+        "update_time": [r.get("time/update") for r in rows if "time/step" in r],
         "zero_std_frac": [r.get("groups/zero_std_frac") for r in rows],
         "reward": [r.get("reward/mean") for r in rows],
-        "completion_length": [r.get("completion/length_mean") for r in rows],
+        "completion_length": [r.get("completion/length_mean") for r in rows if "time/step" in r],
     }
 
 
@@ -333,16 +356,89 @@ def env_info() -> dict[str, Any]:
     return info
 
 
+MODEL_NAMES = ("tiny", "smollm2-135m")  # --model names resolved through rlvr.models (like `model=<name>`)
+
+
 def resolve_model(path: str | None) -> str:
-    if path:
-        p = Path(path).expanduser().resolve()
-        if not (p / "config.json").exists():
-            raise SystemExit(f"--model {path}: no config.json there; give a model folder such as runs/sft/final")
-        return str(p)
+    """The model folder both sides load: ``--model`` as a folder, or a name in ``MODEL_NAMES`` resolved by
+    ``rlvr.models.resolve_model_source`` (tiny: built and cached; smollm2-135m: the packaged GGUF converted once into
+    a cached plain HF folder); default the tiny model."""
     from rlvr.config import ModelConfig
     from rlvr.models import resolve_model_source
 
+    if path:
+        p = Path(path).expanduser()
+        if (p / "config.json").exists():
+            return str(p.resolve())
+        if path in MODEL_NAMES:
+            return str(Path(resolve_model_source(ModelConfig(name=path))[0]).resolve())
+        raise SystemExit(f"--model {path}: neither a model folder (no config.json there; e.g. runs/sft/final) nor one "
+                         f"of the names {', '.join(MODEL_NAMES)}")
     return resolve_model_source(ModelConfig())[0]  # builds + caches the tiny model on first use
+
+
+def trainable_parameters(folder: str) -> int:
+    """Parameters of the model in ``folder`` (tied embeddings once), built on the meta device: no weights read.
+    Both sides train every parameter (full fine-tuning); ours adds the 2 thinking-tag rows to the embeddings
+    (``model.add_think_tokens``), ~0.001% of SmolLM2's, not counted."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))
+    return sum(p.numel() for p in model.parameters())
+
+
+def step_prompt_tokens(spec: RunSpec) -> list[int]:
+    """Prompt tokens of each step's B*G sequences (each prompt counted G times), from both sides' prompt order (our
+    PromptStream over the first ``train_prompts`` arith train prompts, as ``bench_trl_worker`` feeds TRL) and our
+    chat-template rendering (the TRL worker checks TRL's ids equal ours: ``prompt_ids_match``)."""
+    from rlvr.config import ModelConfig, TaskConfig
+    from rlvr.models import load_tokenizer
+    from rlvr.rollout.prompts import render_prompt
+    from rlvr.tasks import build_task
+    from rlvr.train.loop_parts import PromptStream
+
+    tokenizer = load_tokenizer(ModelConfig(name_or_path=spec.model, dtype="float32"))
+    task = build_task(TaskConfig(name="arith", verifiers=list(spec.verifiers)))
+    samples = PromptStream(task.samples("train", limit=spec.train_prompts), seed=spec.seed).take(
+        spec.steps * spec.prompts)
+    lengths = [len(render_prompt(tokenizer, s.prompt)) for s in samples]
+    return [spec.group * sum(lengths[k * spec.prompts:(k + 1) * spec.prompts]) for k in range(spec.steps)]
+
+
+def trl_step_tokens(logs: list[dict]) -> list[float]:
+    """TRL's prompt + completion tokens per step: differences of its cumulative ``num_tokens`` log."""
+    seen = [row["num_tokens"] for row in logs if "num_tokens" in row]
+    return [b - a for a, b in zip([0.0] + seen[:-1], seen)]
+
+
+def add_throughput(row: dict[str, Any], spec: RunSpec, prompt_tokens: list[int] | None, params: int | None) -> None:
+    """Per-step completion/prompt tokens, rollout tokens/s and update GFLOP/s into a run's result row."""
+    n = spec.prompts * spec.group
+    row["completion_tokens"] = [None if x is None else x * n for x in row.get("completion_length") or []]
+    row["prompt_tokens"] = prompt_tokens
+    if spec.system == "trl":
+        totals = trl_step_tokens(row.get("logs") or [])
+        row["prompt_tokens_trl"] = [t - c for t, c in zip(totals, row["completion_tokens"]) if c is not None]
+    row["step_tokens"] = [None if c is None or prompt_tokens is None or i >= len(prompt_tokens)
+                          else c + prompt_tokens[i] for i, c in enumerate(row["completion_tokens"])]
+    row.update(throughput_series(row["completion_tokens"], prompt_tokens, (row.get("phases") or {}).get("rollout"),
+                                 row.get("update_time"), params))
+
+
+def measure_peak(threads: int, logs_dir: Path, when: str, timeout: float = 300) -> dict[str, Any]:
+    """``scripts/bench_peak_flops.py`` in a fresh subprocess with the runs' environment: fp32 matmul GFLOP/s."""
+    cmd = [sys.executable, str(Path(__file__).resolve().parent / "bench_peak_flops.py"), "--threads", str(threads),
+           "--size", str(PEAK_SIZE), "--repeats", str(PEAK_REPEATS), "--json"]
+    code, _wall, tail = run_subprocess(cmd, logs_dir / f"peak_{when}.log", child_env(threads), timeout)
+    for line in reversed(tail.splitlines()):
+        if line.startswith("{"):
+            return {**json.loads(line), "when": when, "loadavg_1min": load_average()}
+    return {"when": when, "error": f"exit code {code}: {tail[-300:]}"}
+
+
+PEAK_SIZE, PEAK_REPEATS = 2048, 9
 
 
 def base_spec(args, engine: str, model: str) -> RunSpec:
@@ -366,14 +462,26 @@ def speed_mode(args, out: Path) -> dict[str, Any]:
     if warmup >= args.steps:
         warmup = max(args.steps - 1, 0)
         console.print(f"[yellow]--warmup {args.warmup} >= --steps {args.steps}: dropping {warmup} step(s)[/yellow]")
+    base = base_spec(args, args.engines[0], model)
+    params, prompt_tokens = trainable_parameters(model), step_prompt_tokens(base)
     result: dict[str, Any] = {"mode": "speed", "env": env_info(), "settings": {
-        "model": model, "prompts": args.prompts, "group": args.group, "max_new_tokens": args.max_new_tokens,
+        "model": model, "model_arg": args.model, "trainable_params": params, "flops_formula": FLOPS_FORMULA,
+        "prompt_tokens_per_step": prompt_tokens, "prompts": args.prompts, "group": args.group, "max_new_tokens": args.max_new_tokens,
         "lr": args.lr, "steps": args.steps, "warmup": warmup, "rounds": args.rounds, "threads": args.threads,
         "reward_workers": args.reward_workers, "seed": args.seed, "engines": args.engines}, "engines": {}}
+    result["peak"] = {"size": PEAK_SIZE, "measurements": []}
     plan = [(engine, k, system) for engine in args.engines for k in range(args.rounds)
             for system in (SYSTEMS if k % 2 == 0 else SYSTEMS[::-1])]
+
+    def peak(when: str, console) -> None:
+        m = measure_peak(args.threads, out / "logs", when)
+        result["peak"]["measurements"].append(m)
+        console.print(f"matmul peak ({when}): " + (f"{m['gflops']:.1f} GFLOP/s" if "gflops" in m else m["error"]))
+
     with progress_bar() as progress:
         bar = progress.add_task("speed", total=len(plan))
+        progress.update(bar, description="fp32 matmul peak")
+        peak("before", progress.console)
         for engine, k, system in plan:
             e = result["engines"].setdefault(engine, {"runs": []})
             progress.update(bar, description=f"{engine} round {k + 1}/{args.rounds}: {system}")
@@ -381,6 +489,7 @@ def speed_mode(args, out: Path) -> dict[str, Any]:
             spec = replace(base_spec(args, engine, model), system=system, out_dir=str(out / "runs" / tag))
             row = run_one(spec, out / "logs", args.run_timeout, tag)
             row["round"] = k
+            add_throughput(row, spec, prompt_tokens, params)
             e["runs"].append(row)
             if row.get("error"):
                 progress.console.print(f"[red]{tag} failed[/red]: {row['error']}\n{row.get('output_tail', '')[-1500:]}")
@@ -390,14 +499,21 @@ def speed_mode(args, out: Path) -> dict[str, Any]:
                                        f" step(s)  (all: {', '.join(f'{t:.2f}' for t in row['step_times'])})"
                                        + (f"  prompt ids match: {row['prompt_ids_match']}"
                                           if "prompt_ids_match" in row else "")
-                                       + f"  load {row['loadavg_1min']}")
+                                       + f"  load {row['loadavg_1min']}"
+                                       + f"\n  rollout {median(measured(row['rollout_tokens_per_s'], warmup)):.1f}"
+                                       f" tok/s, update {median(measured(row['update_gflops'], warmup)):.2f} GFLOP/s")
             e["summary"] = summarize_speed(e["runs"], warmup)
             write_outputs(out, "speed", result)
             progress.advance(bar)
+        peak("after", progress.console)
+        write_outputs(out, "speed", result)
     for engine, e in result["engines"].items():
         sm = e["summary"]
         console.print(f"[bold]{engine}[/bold]: ours {fmt(sm['ours']['median'])} s/step, TRL {fmt(sm['trl']['median'])}"
-                      f" s/step, ours/TRL = {fmt(sm['ratio'], 2)} (target <= {TARGET_RATIO})")
+                      f" s/step, ours/TRL = {fmt(sm['ratio'], 2)} (target <= {TARGET_RATIO}); rollout tok/s ours "
+                      f"{fmt(sm['ours']['rollout_tokens_per_s'], 1)} / TRL {fmt(sm['trl']['rollout_tokens_per_s'], 1)}"
+                      f"; update GFLOP/s ours {fmt(sm['ours']['update_gflops'], 2)} / TRL "
+                      f"{fmt(sm['trl']['update_gflops'], 2)} (matmul peak {fmt(peak_gflops(result), 1)})")
     return result
 
 
@@ -481,7 +597,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mode", choices=("speed", "accuracy"), default="speed")
     p.add_argument("--engines", default=None,
                    help="comma-separated rollout engines: hf, vllm (default: speed hf,vllm; accuracy hf)")
-    p.add_argument("--model", default=None, help="model folder (an SFT checkpoint's final/); default: the tiny model")
+    p.add_argument("--model", default=None, help="model folder (an SFT checkpoint's final/) or a name: tiny, "
+                                                  "smollm2-135m (rlvr.models; converted and cached once); default tiny")
     p.add_argument("--rounds", type=int, default=3, help="speed: alternating rounds of (ours, TRL)")
     p.add_argument("--steps", type=int, default=None, help="steps per run (default: speed 6, accuracy 100)")
     p.add_argument("--warmup", type=int, default=1, help="first steps of each run left out of step times")

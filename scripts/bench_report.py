@@ -54,6 +54,8 @@ def summarize_speed(runs: Sequence[dict], warmup: int) -> dict[str, Any]:
             "measured_steps": len(pooled),
             "phase_medians": {p: median(v) for p, v in phases.items()},  # type: ignore[arg-type]
         }
+        for key in ("rollout_tokens_per_s", "update_gflops", "update_time", "step_tokens"):
+            out[system][key] = median(median(measured(r.get(key) or [], warmup)) for r in ok)
     paired = [per_round["ours"][k] / per_round["trl"][k] for k in sorted(per_round["ours"])
               if k in per_round["trl"] and per_round["trl"][k] > 0]
     ours_m, trl_m = out["ours"]["median"], out["trl"]["median"]
@@ -64,6 +66,39 @@ def summarize_speed(runs: Sequence[dict], warmup: int) -> dict[str, Any]:
     out["target"] = TARGET_RATIO
     out["meets_target"] = None if math.isnan(ratio) else bool(ratio <= TARGET_RATIO)
     return out
+
+
+# ----------------------------------------------------------------------------------------------- throughput
+FLOPS_FORMULA = ("6 x trainable parameters x (prompt + completion tokens of the step's B*G sequences) / update "
+                 "seconds: 2 FLOPs per parameter per token forward, 4 backward (the dense matmuls, LM head "
+                 "included); ignores attention's score/value FLOPs (6-12 x layers x d_model x context per token), "
+                 "padding and recompute, and counts each group's shared prompt G times")
+
+
+def update_flops(params: float, tokens: float) -> float:
+    """Forward + backward FLOPs of ``tokens`` tokens through a dense model of ``params`` parameters: 6 N T."""
+    return 6.0 * params * tokens
+
+
+def throughput_series(completion_tokens: Sequence[float], prompt_tokens: Sequence[float] | None,
+                      rollout_seconds: Sequence[float], update_seconds: Sequence[float] | None,
+                      params: float | None) -> dict[str, list[float]]:
+    """Per step: generated tokens/s of the rollout phase and the update phase's achieved GFLOP/s
+    (``update_flops(params, prompt + completion tokens) / update seconds / 1e9``); NaN where an input is missing."""
+    nan = math.nan
+
+    def at(xs: Sequence[float] | None, i: int) -> float:
+        v = xs[i] if xs is not None and i < len(xs) else None
+        return nan if v is None else float(v)
+
+    rollout, gflops = [], []
+    for i in range(len(completion_tokens)):
+        c, r = at(completion_tokens, i), at(rollout_seconds, i)
+        rollout.append(c / r if r > 0 else nan)
+        u, p = at(update_seconds, i), at(prompt_tokens, i)
+        ok = params is not None and u > 0 and not math.isnan(p)
+        gflops.append(update_flops(params, p + c) / u / 1e9 if ok else nan)  # type: ignore[arg-type]
+    return {"rollout_tokens_per_s": rollout, "update_gflops": gflops}
 
 
 def fmt(x: Any, digits: int = 3) -> str:
@@ -110,6 +145,7 @@ def speed_markdown(result: dict) -> str:
             lines.append(f"| {engine} | {system} | {fmt(ph.get('rollout'))} | {fmt(ph.get('reward'))} | "
                          f"{fmt(ph.get('sync'))} | {fmt(ph.get('other'))} | {fmt(e['summary'][system]['median'])} | "
                          f"{fmt(median(lengths), 1)} |")
+    lines += throughput_markdown(result)
     for engine, e in result["engines"].items():
         trl_runs = [r for r in e["runs"] if r["system"] == "trl" and not r.get("error")]
         if not trl_runs:
@@ -130,6 +166,41 @@ def speed_markdown(result: dict) -> str:
     if notes:
         lines += ["", "Failures:", "", *notes]
     return "\n".join(lines) + "\n"
+
+
+def peak_gflops(result: dict) -> float:
+    """The machine's fp32 matmul GFLOP/s for this result: median of its measurements (``result["peak"]``)."""
+    return median(m.get("gflops") for m in (result.get("peak") or {}).get("measurements") or [])
+
+
+def throughput_markdown(result: dict) -> list[str]:
+    """The rollout tokens/s and update FLOP/s table (median over rounds of each run's median, warm-up dropped)."""
+    s, peak = result["settings"], peak_gflops(result)
+    params = s.get("trainable_params")
+    lines = ["", f"Throughput: rollout = generated (completion) tokens / rollout seconds; update = forward/backward, "
+                 f"clip, AdamW (ours `time/update`; TRL from `_prepare_inputs` returning to `on_step_end`). Update "
+                 f"FLOP/s = {FLOPS_FORMULA}. Trainable parameters: {fmt(params)}.", "",
+             "| engine | system | rollout tok/s | update s | tokens/step (prompt+completion) | update GFLOP/s | "
+             "% of matmul peak |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for engine, e in result["engines"].items():
+        for system in SYSTEMS:
+            sm = e["summary"][system]
+            g = sm.get("update_gflops", math.nan)
+            pct = 100 * g / peak if peak and not math.isnan(peak) and g is not None and not math.isnan(g) else math.nan
+            lines.append(f"| {engine} | {system} | {fmt(sm.get('rollout_tokens_per_s'), 1)} | "
+                         f"{fmt(sm.get('update_time'))} | {fmt(sm.get('step_tokens'), 0)} | {fmt(g, 2)} | "
+                         f"{fmt(pct, 1)} |")
+    pk = result.get("peak") or {}
+    ms = pk.get("measurements") or []
+    if ms:
+        lines += ["", f"Matmul peak: fp32 torch.matmul {pk.get('size')}x{pk.get('size')} at {s['threads']} "
+                      f"thread(s), median of {ms[0].get('repeats')} calls, measured {len(ms)} time(s) in this run "
+                      f"({', '.join(str(m.get('when')) + ' ' + fmt(m.get('gflops'), 1) for m in ms)} GFLOP/s): "
+                      f"**{fmt(peak, 1)} GFLOP/s**."]
+    elif pk.get("error"):
+        lines += ["", f"Matmul peak: not measured ({pk['error']})."]
+    return lines
 
 
 def accuracy_markdown(result: dict) -> str:

@@ -74,6 +74,7 @@ def trl_worker(spec: RunSpec) -> dict[str, Any]:
     # phase timers: wrap the trainer's own methods on this instance
     trainer._generate_single_turn = timer.wrap("rollout", trainer._generate_single_turn)
     trainer._calculate_rewards = timer.wrap("reward", trainer._calculate_rewards)
+    trainer._prepare_inputs = timer.mark_inputs_ready(trainer._prepare_inputs)  # the update starts on its return
     if spec.engine == "vllm":
         trainer.vllm_generation.sync_weights = timer.wrap("sync", trainer.vllm_generation.sync_weights)
 
@@ -113,8 +114,10 @@ class StepPhases:
     def __init__(self) -> None:
         self.step_times: list[float] = []
         self.phases: dict[str, list[float]] = {"rollout": [], "reward": [], "sync": [], "other": []}
+        self.update_times: list[float] = []  # _prepare_inputs returned -> on_step_end: loss, backward, clip, AdamW
         self.logs: list[dict] = []
         self._start: float | None = None
+        self._inputs_ready: float | None = None
         self._current: dict[str, float] = {}
 
     def begin(self) -> None:
@@ -124,8 +127,11 @@ class StepPhases:
     def end(self) -> None:
         if self._start is None:
             return
-        total = time.perf_counter() - self._start
+        now = time.perf_counter()
+        total = now - self._start
         self.step_times.append(total)
+        self.update_times.append(now - self._inputs_ready if self._inputs_ready is not None else None)
+        self._inputs_ready = None
         cur = dict(self._current)
         cur["rollout"] -= cur["sync"]  # the sync runs inside _generate_single_turn
         for p in ("rollout", "reward", "sync"):
@@ -143,8 +149,19 @@ class StepPhases:
                     self._current[phase] += time.perf_counter() - t0
         return timed
 
+    def mark_inputs_ready(self, fn):
+        """Wrap ``_prepare_inputs`` (generation, rewards, advantages): the step's update phase starts when it returns
+        (TRL's ``training_step`` then runs ``compute_loss`` and the backward; the Trainer clips, steps AdamW and the
+        scheduler, and calls ``on_step_end``)."""
+        def marked(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            if self._start is not None:
+                self._inputs_ready = time.perf_counter()
+            return out
+        return marked
+
     def result(self) -> dict[str, Any]:
-        return {"step_times": self.step_times, "phases": self.phases}
+        return {"step_times": self.step_times, "phases": self.phases, "update_time": self.update_times}
 
 
 def patch_trl_vllm(mode: str, dtype: str = "float32") -> None:

@@ -166,3 +166,87 @@ def test_child_env_gives_both_sides_the_same_threads(bench):
     env = bench.child_env(1)
     assert env["OMP_NUM_THREADS"] == "1" and env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
     assert len(env["VLLM_CPU_OMP_THREADS_BIND"].split(",")) == 1
+
+
+def test_model_names_resolve_through_rlvr_models_and_folders_still_work(bench, tmp_path, monkeypatch):
+    import rlvr.models
+
+    calls = []
+
+    def fake_resolve(cfg):
+        calls.append(cfg.name)
+        return str(tmp_path / f"cached-{cfg.name}"), None
+
+    monkeypatch.setattr(rlvr.models, "resolve_model_source", fake_resolve)
+    assert bench.resolve_model("smollm2-135m") == str((tmp_path / "cached-smollm2-135m").resolve())
+    assert bench.resolve_model("tiny") == str((tmp_path / "cached-tiny").resolve())
+    assert calls == ["smollm2-135m", "tiny"]
+    folder = tmp_path / "sft" / "final"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert bench.resolve_model(str(folder)) == str(folder.resolve()) and len(calls) == 2  # a folder: as before
+    with pytest.raises(SystemExit, match="smollm2-135m"):
+        bench.resolve_model(str(tmp_path / "nowhere"))
+
+
+def test_update_flops_and_rollout_throughput_arithmetic(bench):
+    assert bench.update_flops(135e6, 1000) == pytest.approx(6 * 135e6 * 1000)
+    # step 0: 2000 completion tokens in 4 s of rollout; 500 prompt tokens; update 3 s with 1e8 params
+    series = bench.throughput_series([2000.0, 1000.0, None], [500, 300, 300], [4.0, 0.0, 1.0], [3.0, 2.0, 1.0], 1e8)
+    assert series["rollout_tokens_per_s"][0] == pytest.approx(500.0)
+    assert series["update_gflops"][0] == pytest.approx(6 * 1e8 * 2500 / 3.0 / 1e9)  # = 500 GFLOP/s
+    assert math.isnan(series["rollout_tokens_per_s"][1])  # no rollout time: no rate, not a division error
+    assert series["update_gflops"][1] == pytest.approx(6 * 1e8 * 1300 / 2.0 / 1e9)
+    assert math.isnan(series["rollout_tokens_per_s"][2]) and math.isnan(series["update_gflops"][2])
+    assert all(math.isnan(g) for g in bench.throughput_series([10.0], None, [1.0], [1.0], 1e8)["update_gflops"])
+
+
+def test_add_throughput_counts_tokens_for_both_sides(bench, tmp_path):
+    spec = bench.RunSpec(system="trl", engine="hf", model=str(tmp_path), out_dir=str(tmp_path), steps=2, prompts=2,
+                         group=4, max_new_tokens=16)
+    # TRL logs a cumulative num_tokens: step 1 = 100 prompt + 8 x 10 completion, step 2 = 100 + 8 x 12
+    row = {"completion_length": [10.0, 12.0], "phases": {"rollout": [2.0, 4.0]}, "update_time": [1.0, 2.0],
+           "logs": [{"step": 1, "num_tokens": 180.0}, {"step": 2, "num_tokens": 376.0}, {"train_runtime": 9.0}]}
+    bench.add_throughput(row, spec, [100, 100], 1000)
+    assert row["completion_tokens"] == [80.0, 96.0] and row["prompt_tokens_trl"] == [100.0, 100.0]
+    assert row["step_tokens"] == [180.0, 196.0]
+    assert row["rollout_tokens_per_s"] == [pytest.approx(40.0), pytest.approx(24.0)]
+    assert row["update_gflops"] == [pytest.approx(6 * 1000 * 180 / 1e9), pytest.approx(6 * 1000 * 196 / 2 / 1e9)]
+    ours = bench.ours_result([{"step": 1, "time/step": 5.0, "time/rollout": 2.0, "time/update": 1.5,
+                               "completion/length_mean": 10.0}])
+    assert ours["update_time"] == [1.5] and ours["completion_length"] == [10.0]
+
+
+def test_speed_report_has_throughput_and_peak_columns(bench):
+    def row(system, round_, rollout, update, gflops):
+        r = run(system, round_, [9.0, 4.0, 4.0])
+        r.update(rollout_tokens_per_s=[1.0, rollout, rollout], update_time=[9.0, update, update],
+                 update_gflops=[1.0, gflops, gflops], step_tokens=[1.0, 5000.0, 5000.0])
+        return r
+
+    runs = [row("ours", 0, 300.0, 2.0, 20.0), row("trl", 0, 150.0, 4.0, 10.0)]
+    sm = bench.summarize_speed(runs, 1)
+    assert (sm["ours"]["rollout_tokens_per_s"], sm["trl"]["update_gflops"], sm["ours"]["update_time"]) == \
+        (300.0, 10.0, 2.0)
+    result = {"settings": {"model": "m", "prompts": 8, "group": 8, "max_new_tokens": 256, "threads": 2, "rounds": 1,
+                           "steps": 3, "warmup": 1, "trainable_params": 134515008},
+              "peak": {"size": 2048, "measurements": [{"when": "before", "gflops": 80.0, "repeats": 9},
+                                                      {"when": "after", "gflops": 120.0, "repeats": 9}]},
+              "engines": {"hf": {"runs": runs, "summary": sm}}}
+    assert bench.peak_gflops(result) == 100.0
+    md = bench.speed_markdown(result)
+    assert "rollout tok/s" in md and "update GFLOP/s" in md and "% of matmul peak" in md
+    assert "| hf | ours | 300.0 | 2.000 | 5000 | 20.00 | 20.0 |" in md
+    assert "| hf | trl | 150.0 | 4.000 | 5000 | 10.00 | 10.0 |" in md
+    assert "**100.0 GFLOP/s**" in md and "before 80.0" in md and "ignores attention" in md
+    assert "134515008" in md
+    no_peak = bench.speed_markdown({**result, "peak": {"error": "boom"}})
+    assert "| hf | ours | 300.0 | 2.000 | 5000 | 20.00 | — |" in no_peak
+
+
+def test_peak_flops_script_reports_gflops(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_peak_flops", SCRIPT.parent / "bench_peak_flops.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    r = module.matmul_gflops(threads=1, size=64, repeats=3, warmup=1)
+    assert r["repeats"] == 3 and r["size"] == 64 and r["gflops"] > 0 and r["gflops_best"] >= r["gflops"]
