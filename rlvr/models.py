@@ -14,13 +14,13 @@ import hashlib
 import importlib.util
 import json
 import os
-import re
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from rlvr.config.model_size import looks_like_hub_id  # noqa: F401 - re-exported: one rule for what a hub id is
 from rlvr.model_convert import (  # noqa: F401 - re-exported: the stages call these through rlvr.models
     ModelNotTrainableError,
     SaveCheck,
@@ -186,14 +186,6 @@ def smollm2_gguf_path() -> Path:
 # ------------------------------------------------------------------------------------------ entry point
 class ModelSourceError(FileNotFoundError):
     """model.name_or_path / model.gguf_file point at nothing loadable; the message says why and the fix."""
-
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
-
-
-def looks_like_hub_id(name: str) -> bool:
-    """'org/name' or 'name' (what the hub accepts), not a path such as './x', '/x', '~/x' or 'runs/a/final'."""
-    return bool(_HUB_ID.match(name)) and ".." not in name and not name.endswith((".gguf", ".safetensors"))
 
 
 def _require_gguf_package(what: str) -> None:

@@ -32,6 +32,12 @@ SMOLLM2_135M = {"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 
                 "tie_word_embeddings": True}
 _PLAIN_MLP = ("gpt2", "gpt_neox", "gptj", "opt", "bloom", "falcon", "phi", "bert", "gpt_bigcode")
 _SIZE_IN_NAME = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)([MmBb])(?![a-zA-Z])")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """'org/name' or 'name' (what the hub accepts), not a path such as './x', '/x', '~/x' or 'runs/a/final'."""
+    return bool(_HUB_ID.match(name)) and ".." not in name and not name.endswith((".gguf", ".safetensors"))
 
 
 def _first(config: Mapping[str, Any], *keys: str, default: Any = None) -> Any:
@@ -73,7 +79,7 @@ def _folder_config(path: str) -> dict | None:
     folder = Path(path).expanduser()
     file = folder / "config.json" if folder.is_dir() else None
     if file is None or not file.is_file():
-        if folder.exists() or "/" not in path or path.startswith((".", "/", "~")):
+        if folder.exists() or not looks_like_hub_id(path):
             return None
         try:  # a hub id: its config.json only if already cached (never the network)
             from huggingface_hub import try_to_load_from_cache
