@@ -24,6 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 # Bump when the conversion recipe changes (dtype, files written, tokenizer fix-ups): it is part of the cache key.
 CONVERT_RECIPE_VERSION = 1
@@ -43,8 +44,12 @@ def gguf_cache_dir(gguf_path: Path, cache_root: Path) -> Path:
     gguf_path = Path(gguf_path).resolve()
     st = gguf_path.stat()
     spec = {"path": str(gguf_path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "recipe": CONVERT_RECIPE_VERSION}
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    return Path(cache_root) / f"gguf-{gguf_path.stem[:48]}-{key}"
+    return Path(cache_root) / f"gguf-{gguf_path.stem[:48]}-{cache_key(spec)}"
+
+
+def cache_key(spec: dict) -> str:
+    """12 hex digits naming a cache folder after everything its contents depend on (``spec``, JSON-able)."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def is_converted(folder: Path) -> bool:
@@ -68,31 +73,44 @@ def _file_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def build_once(folder: Path, build: Callable[[Path], None], done: Callable[[Path], bool]) -> bool:
+    """Make the cache folder ``folder`` exist complete (``done``), building it with ``build(scratch)`` at most once
+    across processes: under a lock, into a scratch folder that is renamed in whole, so a concurrent or killed build
+    never leaves a half-written cache. True when this call built it."""
+    folder = Path(folder)
+    if done(folder):
+        return False
+    with _file_lock(folder.with_name(folder.name + ".lock")):
+        if done(folder):  # another process built it while this one waited
+            return False
+        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            build(tmp)
+            if folder.exists():  # a stale, incomplete folder (killed before it was complete): replace it
+                shutil.rmtree(folder)
+            tmp.rename(folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return True
+
+
 def convert_gguf(gguf_path: Path, cache_root: Path, log=print) -> Path:
     """Plain HF folder for ``gguf_path``, converted on first use (~30 s for SmolLM2-135M on 2 cores), then cached."""
     gguf_path = Path(gguf_path)
     if not gguf_path.is_file():
         raise FileNotFoundError(f"GGUF file {gguf_path} does not exist")
     out = gguf_cache_dir(gguf_path, cache_root)
-    if is_converted(out):
-        return out
-    with _file_lock(out.with_name(out.name + ".lock")):
-        if is_converted(out):  # another process converted it while this one waited
-            return out
+
+    def build(tmp: Path) -> None:
         if log:
             log(f"[rlvr] converting {gguf_path.name} once into a plain HF folder {out} (dequantised weights, "
                 "no quantizer: trainable, savable, servable by vLLM) ...")
-        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            seconds = _write_plain_folder(gguf_path, tmp)
-            if out.exists():  # a stale, unmarked folder (killed before the marker was renamed in): replace it
-                shutil.rmtree(out)
-            tmp.rename(out)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        seconds = _write_plain_folder(gguf_path, tmp)
         if log:
             log(f"[rlvr] converted in {seconds:.1f} s")
+
+    build_once(out, build, is_converted)
     return out
 
 

@@ -10,7 +10,6 @@ The result is cached on disk under a hash of its config, so every process after 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -26,6 +25,8 @@ from rlvr.model_convert import (  # noqa: F401 - re-exported: the stages call th
     SaveCheck,
     ThinkTokens,
     add_think_tokens,
+    build_once,
+    cache_key,
     check_trainable_and_savable,
     convert_gguf,
     strip_quantizer,
@@ -129,10 +130,13 @@ def _save_as_qwen2_tokenizer(tokenizer, folder: Path) -> None:
 def tiny_model_dir(tiny_cfg: Any, cache_dir: str | None = None) -> Path:
     """Folder holding the tiny model + tokenizer for this config, built on first use."""
     spec = _plain(tiny_cfg) | {"recipe": TINY_RECIPE_VERSION}
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    folder = cache_root(cache_dir) / f"tiny-{key}"
-    if (folder / "config.json").exists() and (folder / "tokenizer_config.json").exists():
-        return folder
+    folder = cache_root(cache_dir) / f"tiny-{cache_key(spec)}"
+    build_once(folder, lambda tmp: _build_tiny(spec, tmp),
+               lambda f: (f / "config.json").exists() and (f / "tokenizer_config.json").exists())
+    return folder
+
+
+def _build_tiny(spec: dict, tmp: Path) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -154,19 +158,10 @@ def tiny_model_dir(tiny_cfg: Any, cache_dir: str | None = None) -> Path:
     model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = config.eos_token_id
     model.generation_config.pad_token_id = config.pad_token_id
-    # Build in a scratch folder and rename: a concurrent or killed build never leaves a half-written cache.
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(tmp)
     _save_as_qwen2_tokenizer(tokenizer, tmp)
     (tmp / "rlvr_tiny.json").write_text(json.dumps(spec, indent=2))
-    try:
-        tmp.rename(folder)
-    except OSError:  # another process won the race; its copy is identical
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
 
 
 # ------------------------------------------------------------------------------------------ smollm2
