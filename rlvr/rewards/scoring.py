@@ -94,14 +94,11 @@ def nan_stats(x: torch.Tensor) -> tuple[float, float]:
     return x.mean().item(), x.std(unbiased=False).item()
 
 
-def reward_metrics(rounds: Sequence[ScoredRound]) -> dict[str, float]:
-    """Reward, accuracy and per-verifier metrics over every completion sampled this step (all rounds)."""
-    rewards = torch.cat([r.rewards for r in rounds])  # [sum N]
-    accuracy = torch.cat([r.accuracy for r in rounds])  # [sum N]
+def verifier_metrics(rounds: Sequence[ScoredRound]) -> dict[str, float]:
+    """The runtime's and each verifier's metrics (``verifier/*``) and the per-task ones (``task/*``) over every
+    completion sampled this step (all rounds). Reward and accuracy statistics are the whole batch's, computed once
+    in ``rlvr.train.step_metrics`` (for one rank or many), so they are not repeated here."""
     out: dict[str, float] = {}
-    out["reward/mean"], out["reward/std"] = nan_stats(rewards)
-    out["reward/none_rate"] = rewards.isnan().float().mean().item()
-    out["accuracy"], _ = nan_stats(accuracy)
     # Runtime metrics are rates/means per round: combine them weighted by the round's rows (timeouts: counts).
     total = sum(len(r.rollouts) for r in rounds)
     for r in rounds:

@@ -11,7 +11,7 @@ format, system prompt, data) are inherited from the mix's own config; ``path``/`
 
 Per-row verifier choice needs nothing special: a ``Sample`` carries its verifier specs, and the reward runtime
 and the GRPO scorer (``rlvr.rewards.scoring``) score each row with its own, so math, code and format verifiers share
-a batch. Each row's ``meta["task"]`` names its component; ``rlvr.rewards.scoring.reward_metrics`` turns that into
+a batch. Each row's ``meta["task"]`` names its component; ``rlvr.rewards.scoring.verifier_metrics`` turns that into
 ``task/<name>/accuracy|reward|frac`` per step.
 
 Splits:

@@ -4,7 +4,7 @@ Each rank puts the numbers of its completions and prompts into two small tables;
 gathered (one collective: ranks sample the same number of rounds, so the tables have one shape) and every
 statistic is computed from the gathered tables, exactly as one process computes it from its own. What is not in
 the tables is this rank's alone (rank 0's in metrics.jsonl): ``verifier/*`` and ``task/*``
-(``rlvr.rewards.scoring.reward_metrics``). See "Processes" in ``rlvr.train.grpo``.
+(``rlvr.rewards.scoring.verifier_metrics``). See "Processes" in ``rlvr.train.grpo``.
 """
 
 from __future__ import annotations
@@ -80,12 +80,11 @@ def step_row(batch: StepBatch, update_metrics: dict[str, float], accelerator: An
              position: int, step_seconds: float, rollout_seconds: float) -> dict[str, float]:
     """The step's metrics row before eval and timings: this rank's verifier/task metrics, the whole batch's
     statistics, the update's metrics, LR, data position and throughput."""
-    from rlvr.rewards.scoring import reward_metrics
+    from rlvr.rewards.scoring import verifier_metrics
 
     whole = batch_metrics(batch, accelerator, budgets=budgets)
     generated = whole.pop("tokens/generated")
-    local = {k: v for k, v in reward_metrics(batch.rounds).items() if k not in whole}  # verifier/*, task/*
-    return local | whole | update_metrics | {
+    return verifier_metrics(batch.rounds) | whole | update_metrics | {
         "lr": lr,
         "perf/tokens_per_s": generated / step_seconds,
         "perf/rollout_tokens_per_s": generated / max(rollout_seconds, 1e-9),

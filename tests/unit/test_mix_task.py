@@ -78,7 +78,7 @@ def test_mix_errors_reach_the_command_line(capsys):
 
 
 def test_per_task_metrics_from_sample_meta():
-    from rlvr.rewards.scoring import ScoredRound, reward_metrics
+    from rlvr.rewards.scoring import ScoredRound, verifier_metrics
     from rlvr.tasks.base import Sample
 
     def sample(i, name):
@@ -89,12 +89,12 @@ def test_per_task_metrics_from_sample_meta():
     rnd = ScoredRound(samples=[sample(0, "arith"), sample(1, "mbpp"), sample(2, "arith")], rollouts=[object()] * 6,
                       rewards=torch.tensor([1.0, 0.0, 0.5, math.nan, 1.0, 1.0]),
                       accuracy=torch.tensor([1.0, 0.0, 1.0, math.nan, 1.0, 1.0]), results=[{}] * 6, metrics={})
-    m = reward_metrics([rnd])
+    m = verifier_metrics([rnd])
     assert m["task/arith/accuracy"] == pytest.approx(0.75) and m["task/arith/frac"] == pytest.approx(4 / 6)
     assert m["task/mbpp/accuracy"] == pytest.approx(1.0)  # NaN (broken verifier) excluded
     assert m["task/mbpp/reward"] == pytest.approx(0.5)
     plain = ScoredRound([Sample("0", [], "1", ("math",))], [object()] * G, torch.ones(G), torch.ones(G), [{}] * G, {})
-    assert not any(k.startswith("task/") for k in reward_metrics([plain]))
+    assert not any(k.startswith("task/") for k in verifier_metrics([plain]))
 
 
 def test_heldout_eval_judges_code_rows_with_their_own_verifier():
