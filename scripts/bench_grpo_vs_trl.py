@@ -120,7 +120,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -157,6 +157,36 @@ class RunSpec:
     save_final: bool = False  # accuracy mode: keep <out_dir>/final
     trl_vllm_patch: str = "auto"  # see --trl-vllm-patch
     ours_extra: tuple[str, ...] = ()  # accuracy mode: `rlvr grpo` overrides that replace the TRL-mirroring ones
+    arith: dict[str, Any] = field(default_factory=dict)  # task.arith knobs (--arith), e.g. {"min_ops": 3}
+
+
+def arith_task_config(knobs: dict[str, Any], verifiers: Sequence[str] = ()):
+    """The arith task both sides train on (and every eval reads): the defaults plus ``--arith`` knobs."""
+    from rlvr.config import TaskConfig
+    from rlvr.config.sections import ArithConfig
+
+    return TaskConfig(name="arith", verifiers=list(verifiers), arith=ArithConfig(**knobs))
+
+
+def parse_arith_knobs(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """``--arith min_ops=3`` pairs -> {"min_ops": 3}; an unknown knob or a non-integer value is an error here, not
+    in a child process minutes later."""
+    from dataclasses import fields
+
+    from rlvr.config.sections import ArithConfig
+
+    known = {f.name: f.type for f in fields(ArithConfig)}
+    knobs: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or key not in known:
+            raise SystemExit(f"--arith {pair!r}: expected KNOB=VALUE with KNOB one of {sorted(known)}")
+        try:
+            knobs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f"--arith {pair!r}: {value!r} is not a number or JSON list") from None
+    ArithConfig(**knobs)
+    return knobs
 
 
 def default_threads() -> int:
@@ -213,6 +243,7 @@ def _mirrored_overrides(spec: RunSpec) -> list[str]:
         f"grpo.learning_rate={spec.lr}", f"grpo.lr_scheduler={spec.lr_scheduler}",
         f"grpo.warmup_steps={spec.warmup_steps}",
         *([f"task.verifiers=[{','.join(spec.verifiers)}]"] if spec.verifiers else []),
+        *[f"task.arith.{k}={json.dumps(v)}" for k, v in spec.arith.items()],
         "grpo.weight_decay=0.0", "grpo.adam_beta1=0.9", "grpo.adam_beta2=0.99", "grpo.max_grad_norm=1.0",
         "grpo.updates_per_batch=1", f"grpo.micro_batch_size={spec.prompts * spec.group}",
         f"grpo.rollout_batch_size={spec.prompts * spec.group}", f"grpo.max_train_prompts={spec.train_prompts}",
@@ -320,10 +351,12 @@ def run_one(spec: RunSpec, logs_dir: Path, timeout: float, tag: str) -> dict[str
         row = json.loads(result_path.read_text()) if result_path.exists() else {}
     row.update({"system": spec.system, "engine": spec.engine, "exit_code": code, "wall_s": wall,
                 "log": str(log_path), "out_dir": spec.out_dir, "loadavg_1min": [load_before, load_average()]})
-    if code != 0 or len(row.get("step_times") or []) < spec.steps:
-        reason = row.get("error") or ("timed out" if code == 124 else f"exit code {code}")
+    reason = row.get("error") or ("timed out" if code == 124 else f"exit code {code}")
+    if len(row.get("step_times") or []) < spec.steps or (code != 0 and spec.save_final):
         row["error"] = f"{reason} (last output: see {log_path})"
         row["output_tail"] = tail
+    elif code != 0:  # every step was timed; it died after them (e.g. killed while saving final/): times stand
+        row["warning"] = f"{reason} after its last step (see {log_path})"
     return row
 
 
@@ -393,14 +426,14 @@ def step_prompt_tokens(spec: RunSpec) -> list[int]:
     """Prompt tokens of each step's B*G sequences (each prompt counted G times), from both sides' prompt order (our
     PromptStream over the first ``train_prompts`` arith train prompts, as ``bench_trl_worker`` feeds TRL) and our
     chat-template rendering (the TRL worker checks TRL's ids equal ours: ``prompt_ids_match``)."""
-    from rlvr.config import ModelConfig, TaskConfig
+    from rlvr.config import ModelConfig
     from rlvr.models import load_tokenizer
     from rlvr.rollout.prompts import render_prompt
     from rlvr.tasks import build_task
     from rlvr.train.loop_parts import PromptStream
 
     tokenizer = load_tokenizer(ModelConfig(name_or_path=spec.model, dtype="float32"))
-    task = build_task(TaskConfig(name="arith", verifiers=list(spec.verifiers)))
+    task = build_task(arith_task_config(spec.arith, spec.verifiers))
     samples = PromptStream(task.samples("train", limit=spec.train_prompts), seed=spec.seed).take(
         spec.steps * spec.prompts)
     lengths = [len(render_prompt(tokenizer, s.prompt)) for s in samples]
@@ -449,7 +482,7 @@ def base_spec(args, engine: str, model: str) -> RunSpec:
                    threads=args.threads, seed=args.seed,
                    train_prompts=args.train_prompts or args.steps * args.prompts,
                    reward_workers=args.reward_workers, trl_vllm_patch=args.trl_vllm_patch,
-                   ours_extra=tuple(args.ours_override or ()))
+                   ours_extra=tuple(args.ours_override or ()), arith=args.arith)
 
 
 # ----------------------------------------------------------------------------------------------- speed
@@ -521,7 +554,7 @@ def speed_mode(args, out: Path) -> dict[str, Any]:
 def evaluate_model(folder: str, args) -> list[dict[str, Any]]:
     import torch
 
-    from rlvr.config import ModelConfig, TaskConfig
+    from rlvr.config import ModelConfig
     from rlvr.eval.heldout import evaluate_heldout
     from rlvr.models import load_model_and_tokenizer
     from rlvr.config import RewardsConfig
@@ -530,10 +563,11 @@ def evaluate_model(folder: str, args) -> list[dict[str, Any]]:
 
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model_and_tokenizer(ModelConfig(name_or_path=folder, dtype="float32"))
-    task = build_task(TaskConfig(name="arith"))
+    task = build_task(arith_task_config(args.arith))
+    splits = args.eval_splits or task.default_eval_splits()
     runtime = eval_runtime(RewardsConfig())
     try:
-        results = evaluate_heldout(model, tokenizer, task, task.default_eval_splits(), args.eval_problems,
+        results = evaluate_heldout(model, tokenizer, task, splits, args.eval_problems,
                                    args.eval_max_new_tokens, 200, runtime)
     finally:
         runtime.close()
@@ -554,11 +588,12 @@ def accuracy_mode(args, out: Path) -> dict[str, Any]:
         "model": model, "prompts": args.prompts, "group": args.group, "max_new_tokens": args.max_new_tokens,
         "lr": args.lr, "trl_lr": trl_lr, "lr_scheduler": args.lr_scheduler, "warmup_steps": args.warmup_steps,
         "verifiers": args.verifiers, "temperature": args.temperature, "steps": args.steps, "warmup": args.warmup,
-        "threads": args.threads,
+        "threads": args.threads, "systems": list(args.systems),
         "eval_problems": args.eval_problems, "eval_max_new_tokens": args.eval_max_new_tokens,
         "reward_workers": args.reward_workers, "seed": args.seed, "engines": args.engines,
-        "ours_overrides": list(args.ours_override or ())}, "engines": {}}
-    plan = [(engine, step) for engine in args.engines for step in ("ours", "trl", "eval")]
+        "ours_overrides": list(args.ours_override or ()), "arith": args.arith, "eval_splits": args.eval_splits},
+        "engines": {}}
+    plan = [(engine, step) for engine in args.engines for step in (*args.systems, "eval")]
     start_eval = None
     with progress_bar() as progress:
         bar = progress.add_task("accuracy", total=len(plan) + 1)
@@ -621,6 +656,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "value of that key, e.g. algo.dynamic_sampling=true to compare recipes, not only step time")
     p.add_argument("--eval-problems", type=int, default=200, help="accuracy: problems per held-out split")
     p.add_argument("--eval-max-new-tokens", type=int, default=96)
+    p.add_argument("--eval-splits", default=None, help="accuracy: comma-separated held-out splits (default: the "
+                                                       "task's test_ops1..K)")
+    p.add_argument("--systems", default="ours,trl", help="accuracy: which sides train (e.g. 'ours' for an extra "
+                                                        "seed of ours alone)")
+    p.add_argument("--arith", action="append", metavar="KNOB=VALUE",
+                   help="task.arith knob for both sides' training prompts (repeatable), e.g. --arith min_ops=3 "
+                        "--arith max_ops=4: train RL on harder problems than SFT saw")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--run-timeout", type=float, default=3600, help="seconds before one run is killed")
     p.add_argument("--trl-vllm-patch", choices=("auto", "none"), default="auto",
@@ -641,6 +683,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.steps = 6 if args.mode == "speed" else 100
     if args.threads is None:
         args.threads = default_threads()
+    args.systems = tuple(x.strip() for x in args.systems.split(",") if x.strip())
+    if not args.systems or set(args.systems) - set(SYSTEMS):
+        p.error(f"--systems {','.join(args.systems)!r}: choose from {','.join(SYSTEMS)}")
+    args.arith = parse_arith_knobs(args.arith)
+    args.eval_splits = [x.strip() for x in (args.eval_splits or "").split(",") if x.strip()]
     return args
 
 

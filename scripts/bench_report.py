@@ -132,6 +132,8 @@ def speed_markdown(result: dict) -> str:
         for r in e["runs"]:
             if r.get("error"):
                 notes.append(f"- {engine} / {r['system']} round {r['round']}: **failed**: {r['error']}")
+            elif r.get("warning"):
+                notes.append(f"- {engine} / {r['system']} round {r['round']}: counted, but {r['warning']}")
     lines += ["", "Phase medians (s/step; TRL's rollout excludes its weight sync; other = step - listed phases: "
               "advantages, log-probs, forward/backward, optimizer, metrics). Completion length = mean tokens per "
               "completion (rollout time scales with it):", "",

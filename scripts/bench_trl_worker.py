@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_grpo_vs_trl import RunSpec, trl_config_kwargs  # scripts/ is sys.path[0] for both scripts
+from bench_grpo_vs_trl import RunSpec, arith_task_config, trl_config_kwargs  # scripts/ is sys.path[0] for both scripts
 
 
 def trl_worker(spec: RunSpec) -> dict[str, Any]:
@@ -23,7 +23,7 @@ def trl_worker(spec: RunSpec) -> dict[str, Any]:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from rlvr.config import ModelConfig, TaskConfig
+    from rlvr.config import ModelConfig
     from rlvr.train.loop_parts import PromptStream
     from rlvr.models import load_model, load_tokenizer
     from rlvr.rewards.runtime import RewardRuntime, RewardsConfig
@@ -35,7 +35,7 @@ def trl_worker(spec: RunSpec) -> dict[str, Any]:
     torch.manual_seed(spec.seed)
     model_cfg = ModelConfig(name_or_path=spec.model, dtype="float32")
     model, tokenizer = load_model(model_cfg), load_tokenizer(model_cfg)
-    task = build_task(TaskConfig(name="arith", verifiers=list(spec.verifiers)))
+    task = build_task(arith_task_config(spec.arith, spec.verifiers))
     # our trainer's exact prompt order: the first N train prompts, shuffled by PromptStream(seed)
     samples = PromptStream(task.samples("train", limit=spec.train_prompts), seed=spec.seed).take(
         spec.steps * spec.prompts)

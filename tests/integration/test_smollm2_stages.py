@@ -5,7 +5,8 @@
 
 SFT on GSM8K (``data_dir`` fixture) and on arith, GRPO from the GSM8K SFT's final/ with ``rollout=hf`` and
 ``rollout=vllm``, eval on the GRPO final/, distill, and a pipeline with a short stage plan; each final/ loads with
-``AutoModelForCausalLM`` and its tokenizer has the thinking tags as single tokens. The shapes are tiny (2 SFT steps,
+``AutoModelForCausalLM``; the GSM8K SFT adds the thinking tags as single tokens (``model.add_think_tokens=true``,
+which its GRPO runs, distill and vLLM then load), the arith pipeline keeps them as text (the default). The shapes are tiny (2 SFT steps,
 1-2 GRPO steps of 2 prompts x 2 completions, 16-32 new tokens, 2 eval problems): these tests prove the stages run
 and hand their models on, not that the model learns. The SmolLM2 conversion happens once per test session (the
 session cache is on disk); each stage's wall time is printed.
@@ -106,8 +107,9 @@ def yaml_of(run: Path) -> dict:
     return yaml.safe_load((run / "config.yaml").read_text())
 
 
-def check_final(final: Path) -> None:
-    """final/ loads with plain transformers; the tokenizer has each thinking tag as one token."""
+def check_final(final: Path, tags_added: bool = True) -> None:
+    """final/ loads with plain transformers; each thinking tag is one token (``tags_added``) or text in the
+    vocabulary as shipped (49,152 rows)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -115,17 +117,20 @@ def check_final(final: Path) -> None:
     tok = AutoTokenizer.from_pretrained(final)
     assert getattr(model, "hf_quantizer", None) is None
     assert "quantization_config" not in json.loads((final / "config.json").read_text())
+    rows = model.get_input_embeddings().weight.shape[0]
     for tag in THINK:
         ids = tok.encode(tag, add_special_tokens=False)
-        assert len(ids) == 1, (tag, ids)
-        assert ids[0] < model.get_input_embeddings().weight.shape[0]
+        assert (len(ids) == 1) == tags_added, (tag, ids)
+        assert max(ids) < rows
+    assert rows == (49154 if tags_added else 49152)
     assert tok.eos_token == "<|im_end|>" and tok.chat_template and "SmolLM" in tok.chat_template
 
 
 @pytest.fixture(scope="module")
 def sft_gsm8k(smollm2_dir, data_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("smollm2") / "sft_gsm8k"
-    seconds = _run(["sft", f"output_dir={run}", "task=gsm8k", f"data_dir={data_dir}", *MODEL, *SFT],
+    seconds = _run(["sft", f"output_dir={run}", "task=gsm8k", f"data_dir={data_dir}", *MODEL, *SFT,
+                    "model.add_think_tokens=true"],
                    "sft gsm8k")
     return run, seconds
 
@@ -164,7 +169,7 @@ def test_sft_on_arith(pipeline_run):
     rows = json.loads((run / "eval" / "sft_heldout.json").read_text())["rows"]
     assert [r["split"] for r in rows] == ["test_ops1"]
     assert yaml_of(run)["task"]["name"] == "arith"
-    check_final(run / "final")
+    check_final(run / "final", tags_added=False)
 
 
 def test_grpo_with_the_hf_engine_from_the_sft_model(grpo_hf, sft_gsm8k):
@@ -250,4 +255,4 @@ def test_pipeline_with_a_short_stage_plan(pipeline_run):
     summary = json.loads((pipeline_run / "summary.json").read_text())
     assert [s["status"] for s in summary["stages"].values()] == ["ran"] * 3, summary["stages"]
     assert yaml_of(pipeline_run / "grpo")["model"]["name_or_path"] == str(pipeline_run / "sft" / "final")
-    check_final(pipeline_run / "grpo" / "final")
+    check_final(pipeline_run / "grpo" / "final", tags_added=False)

@@ -250,3 +250,24 @@ def test_peak_flops_script_reports_gflops(tmp_path):
     spec.loader.exec_module(module)
     r = module.matmul_gflops(threads=1, size=64, repeats=3, warmup=1)
     assert r["repeats"] == 3 and r["size"] == 64 and r["gflops"] > 0 and r["gflops_best"] >= r["gflops"]
+
+
+def test_arith_knobs_reach_both_sides_and_bad_knobs_fail_at_parse(bench, tmp_path):
+    import json as json_
+
+    from rlvr.config.loading import compose_config
+
+    args = bench.parse_args(["--mode", "accuracy", "--threads", "1", "--arith", "min_ops=3", "--arith", "max_ops=4",
+                             "--eval-splits", "test_ops3, test_ops4"])
+    assert args.arith == {"min_ops": 3, "max_ops": 4} and args.eval_splits == ["test_ops3", "test_ops4"]
+    spec = bench.base_spec(args, "hf", str(tmp_path))
+    cfg = compose_config("grpo", bench.ours_overrides(spec))
+    assert (cfg.task.arith.min_ops, cfg.task.arith.max_ops) == (3, 4)
+    # the TRL worker gets the spec as JSON and builds its task from the same knobs
+    again = bench.RunSpec(**json_.loads(json_.dumps(bench.asdict(spec))))
+    task_cfg = bench.arith_task_config(again.arith)
+    assert (task_cfg.arith.min_ops, task_cfg.arith.max_ops, task_cfg.arith.operand_max) == (3, 4, 9)
+    assert bench.parse_args(["--mode", "accuracy", "--systems", "ours"]).systems == ("ours",)
+    for bad in (["--arith", "max_opz=3"], ["--arith", "min_ops"], ["--arith", "min_ops=three"], ["--systems", "x"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(["--mode", "accuracy", *bad])

@@ -22,6 +22,7 @@ from rlvr.models import (
     load_model_and_tokenizer,
     looks_like_hub_id,
     resolve_model_source,
+    think_tags_as_text,
     train_tiny_tokenizer,
 )
 
@@ -231,6 +232,24 @@ def test_missing_tags_are_added_with_mean_rows_and_ties_kept(tmp_path):
     again, tok2 = load_model_and_tokenizer(ModelConfig(name_or_path=str(tmp_path / "m")))
     assert again.get_input_embeddings().weight.shape[0] == rows + 2 and len(tok2) == len(tok)
     assert tok2.decode(tok2.encode("<reflect>", add_special_tokens=False), skip_special_tokens=True) == "<reflect>"
+
+
+def test_by_default_tags_a_tokenizer_lacks_stay_text_and_the_choice_is_reported(tmp_path):
+    from rlvr.config import TaskConfig
+    from rlvr.models import load_for_training
+
+    cfg = ModelConfig()
+    assert cfg.add_think_tokens is False  # new rows learn slowly at a pretrained model's LR (sections.py help)
+    task = TaskConfig(think_open="<reflect>", think_close="</reflect>")
+    said: list[str] = []
+    model, tok = load_for_training(cfg, task, tmp_path / "run", said.append)
+    rows = model.get_input_embeddings().weight.shape[0]
+    assert len(tok) == rows and len(tok.encode("<reflect>", add_special_tokens=False)) > 1  # vocabulary as shipped
+    assert "written as text (<reflect> = " in said[0] and "model.add_think_tokens=true" in said[0]
+    assert think_tags_as_text(tok, ("<think>", "</think>")) == "thinking tags: already single tokens in this tokenizer"
+    said.clear()
+    model, tok = load_for_training(ModelConfig(add_think_tokens=True), task, tmp_path / "run", said.append)
+    assert model.get_input_embeddings().weight.shape[0] == rows + 2 and "added <reflect>" in said[0]
 
 
 # ------------------------------------------------------------------------------------------ GGUF cache
