@@ -163,6 +163,8 @@ def test_the_cpu_recipe_trains_sft_on_easy_and_grpo_on_hard_problems(tmp_path):
     assert round(sft.sft.max_steps * sft.sft.stop_fraction) == 50
     assert (grpo.grpo.prompts_per_step, grpo.grpo.group_size, grpo.grpo.max_steps) == (4, 8, 24)
     assert grpo.rollout == "vllm" and (grpo.algo.clip_low, grpo.algo.clip_high) == (0.2, 0.2)
+    assert grpo.algo.process_verifier == "arith_steps" and grpo.grpo.learning_rate == 1e-5
+    assert OmegaConf.to_container(grpo.task.verifiers) == ["math", {"name": "arith_steps", "weight": 0}]
     assert list(ev.eval.splits) == ["test_ops2", "test_ops3", "test_ops4"] and ev.eval.temperature == 0.0
 
 
