@@ -8,7 +8,8 @@
   (atomic), under a file lock so two racing processes convert once.
 - :func:`check_trainable_and_savable`: the start-up check the stages run before their first step, so a checkpoint
   is never the first thing to fail.
-- :func:`add_think_tokens`: ``<think>`` / ``</think>`` as single added tokens, embeddings resized, choice reported.
+- :func:`add_think_tokens`: ``<think>`` / ``</think>`` as single added tokens, embeddings resized, choice reported
+  (:func:`think_tags_as_text`: the line reported when they stay text, the default).
 
 This module imports nothing from :mod:`rlvr.models` (which re-exports it): paths and cache roots come in as arguments.
 """
@@ -301,8 +302,21 @@ class ThinkTokens:
                 + (" (input and output embeddings stay tied)" if self.tied else ""))
 
 
+def _token_count(tokenizer, text: str) -> int:
+    return len(tokenizer.encode(text, add_special_tokens=False))
+
+
 def _is_single_token(tokenizer, text: str) -> bool:
-    return len(tokenizer.encode(text, add_special_tokens=False)) == 1
+    return _token_count(tokenizer, text) == 1
+
+
+def think_tags_as_text(tokenizer, tags: tuple[str, ...] = THINK_TAGS) -> str:
+    """The choice made when ``model.add_think_tokens`` is off, in one line: how many tokens each tag takes."""
+    counts = {t: _token_count(tokenizer, t) for t in tags}
+    if all(n == 1 for n in counts.values()):
+        return "thinking tags: already single tokens in this tokenizer"
+    return ("thinking tags: written as text (" + ", ".join(f"{t} = {n} tokens" for t, n in counts.items())
+            + "), vocabulary as shipped; model.add_think_tokens=true makes them single new tokens")
 
 
 def add_think_tokens(model, tokenizer, tags: tuple[str, ...] = THINK_TAGS) -> ThinkTokens:

@@ -30,6 +30,7 @@ from rlvr.model_convert import (  # noqa: F401 - re-exported: the stages call th
     check_trainable_and_savable,
     convert_gguf,
     strip_quantizer,
+    think_tags_as_text,
 )
 
 KNOWN_MODELS = {"tiny", "smollm2-135m", "hf"}
@@ -289,20 +290,12 @@ def load_model_and_tokenizer(model_cfg: Any):
     return load_model(model_cfg), load_tokenizer(model_cfg)
 
 
-def think_tags_as_text(tokenizer, tags: tuple[str, ...]) -> str:
-    """The choice made when ``model.add_think_tokens`` is off, in one line: how many tokens each tag takes."""
-    counts = {t: len(tokenizer.encode(t, add_special_tokens=False)) for t in tags}
-    if all(n == 1 for n in counts.values()):
-        return "thinking tags: already single tokens in this tokenizer"
-    return ("thinking tags: written as text (" + ", ".join(f"{t} = {n} tokens" for t, n in counts.items())
-            + "), vocabulary as shipped; model.add_think_tokens=true makes them single new tokens")
-
-
 def load_for_training(model_cfg: Any, task_cfg: Any, output_dir: str | os.PathLike, say=print, *,
                       with_optimizer: bool = True):
     """(model, tokenizer) ready for a training stage: the thinking tags made single tokens where the tokenizer lacks
-    them if ``model.add_think_tokens`` asks (else the choice is reported), then checked up front that the model trains and that ``output_dir`` takes a
-    checkpoint, so a run never does its work and then fails to save it. ``say`` gets one line per choice made."""
+    them if ``model.add_think_tokens`` asks (else the choice is reported), then checked up front that the model
+    trains and that ``output_dir`` takes a checkpoint, so a run never does its work and then fails to save it.
+    ``say`` gets one line per choice made."""
     model, tokenizer = load_model_and_tokenizer(model_cfg)
     tags = (task_cfg.think_open, task_cfg.think_close)
     if model_cfg.add_think_tokens:

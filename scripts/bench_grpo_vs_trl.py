@@ -169,13 +169,13 @@ def arith_task_config(knobs: dict[str, Any], verifiers: Sequence[str] = ()):
 
 
 def parse_arith_knobs(pairs: Sequence[str] | None) -> dict[str, Any]:
-    """``--arith min_ops=3`` pairs -> {"min_ops": 3}; an unknown knob or a non-integer value is an error here, not
-    in a child process minutes later."""
+    """``--arith min_ops=3`` pairs -> {"min_ops": 3}; an unknown knob or a value that is not JSON is an error here,
+    not in a child process minutes later."""
     from dataclasses import fields
 
     from rlvr.config.sections import ArithConfig
 
-    known = {f.name: f.type for f in fields(ArithConfig)}
+    known = {f.name for f in fields(ArithConfig)}
     knobs: dict[str, Any] = {}
     for pair in pairs or ():
         key, sep, value = pair.partition("=")
@@ -247,7 +247,8 @@ def _mirrored_overrides(spec: RunSpec) -> list[str]:
         "grpo.weight_decay=0.0", "grpo.adam_beta1=0.9", "grpo.adam_beta2=0.99", "grpo.max_grad_norm=1.0",
         "grpo.updates_per_batch=1", f"grpo.micro_batch_size={spec.prompts * spec.group}",
         f"grpo.rollout_batch_size={spec.prompts * spec.group}", f"grpo.max_train_prompts={spec.train_prompts}",
-        "grpo.eval_every=0", "grpo.budget_eval_every=0", "grpo.save_every=0", "grpo.resume=false", "grpo.num_samples_to_log=0",
+        "grpo.eval_every=0", "grpo.budget_eval_every=0", "grpo.save_every=0", "grpo.resume=false",
+        "grpo.num_samples_to_log=0",
         f"grpo.threads={spec.threads}", "grpo.mixed_precision=no", f"rewards.num_workers={spec.reward_workers}",
         f"seed={spec.seed}", "logger=none", f"output_dir={spec.out_dir}",
     ]
@@ -412,8 +413,8 @@ def resolve_model(path: str | None) -> str:
 
 def trainable_parameters(folder: str) -> int:
     """Parameters of the model in ``folder`` (tied embeddings once), built on the meta device: no weights read.
-    Both sides train every parameter (full fine-tuning); ours adds the 2 thinking-tag rows to the embeddings
-    (``model.add_think_tokens``), ~0.001% of SmolLM2's, not counted."""
+    Both sides train every parameter (full fine-tuning); with ``model.add_think_tokens=true`` (off by default) ours
+    would add 2 thinking-tag rows to the embeddings, ~0.001% of SmolLM2's, not counted."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -460,6 +461,9 @@ def add_throughput(row: dict[str, Any], spec: RunSpec, prompt_tokens: list[int] 
                                  row.get("update_time"), params))
 
 
+PEAK_SIZE, PEAK_REPEATS = 2048, 9  # bench_peak_flops.py's matmul size and calls per measurement
+
+
 def measure_peak(threads: int, logs_dir: Path, when: str, timeout: float = 300) -> dict[str, Any]:
     """``scripts/bench_peak_flops.py`` in a fresh subprocess with the runs' environment: fp32 matmul GFLOP/s."""
     cmd = [sys.executable, str(Path(__file__).resolve().parent / "bench_peak_flops.py"), "--threads", str(threads),
@@ -469,9 +473,6 @@ def measure_peak(threads: int, logs_dir: Path, when: str, timeout: float = 300) 
         if line.startswith("{"):
             return {**json.loads(line), "when": when, "loadavg_1min": load_average()}
     return {"when": when, "error": f"exit code {code}: {tail[-300:]}"}
-
-
-PEAK_SIZE, PEAK_REPEATS = 2048, 9
 
 
 def base_spec(args, engine: str, model: str) -> RunSpec:
@@ -499,7 +500,8 @@ def speed_mode(args, out: Path) -> dict[str, Any]:
     params, prompt_tokens = trainable_parameters(model), step_prompt_tokens(base)
     result: dict[str, Any] = {"mode": "speed", "env": env_info(), "settings": {
         "model": model, "model_arg": args.model, "trainable_params": params, "flops_formula": FLOPS_FORMULA,
-        "prompt_tokens_per_step": prompt_tokens, "prompts": args.prompts, "group": args.group, "max_new_tokens": args.max_new_tokens,
+        "prompt_tokens_per_step": prompt_tokens, "prompts": args.prompts, "group": args.group,
+        "max_new_tokens": args.max_new_tokens,
         "lr": args.lr, "steps": args.steps, "warmup": warmup, "rounds": args.rounds, "threads": args.threads,
         "reward_workers": args.reward_workers, "seed": args.seed, "engines": args.engines}, "engines": {}}
     result["peak"] = {"size": PEAK_SIZE, "measurements": []}
