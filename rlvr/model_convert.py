@@ -293,10 +293,11 @@ class ThinkTokens:
     old_vocab: int
     new_vocab: int
     tied: bool
+    tags: tuple[str, ...] = THINK_TAGS  # the tags asked for (``task.think_open`` / ``task.think_close``)
 
     def summary(self) -> str:
         if not self.added:
-            return "thinking tags: <think> and </think> are already single tokens; nothing changed"
+            return f"thinking tags: {' and '.join(self.tags)} are already single tokens; nothing changed"
         return (f"thinking tags: added {', '.join(self.added)} as (non-special) tokens; embeddings resized "
                 f"{self.old_vocab} -> {self.new_vocab} rows, new rows set to the mean of the old ones"
                 + (" (input and output embeddings stay tied)" if self.tied else ""))
@@ -335,7 +336,7 @@ def add_think_tokens(model, tokenizer, tags: tuple[str, ...] = THINK_TAGS) -> Th
     tied = model.get_output_embeddings() is not None and (
         model.get_output_embeddings().weight is model.get_input_embeddings().weight)
     if len(tokenizer) <= old_rows:
-        return ThinkTokens(missing, old_rows, old_rows, tied)
+        return ThinkTokens(missing, old_rows, old_rows, tied, tuple(tags))
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     with torch.no_grad():
         emb = model.get_input_embeddings().weight
@@ -346,4 +347,4 @@ def add_think_tokens(model, tokenizer, tags: tuple[str, ...] = THINK_TAGS) -> Th
             if getattr(head, "bias", None) is not None:
                 head.bias[old_rows:] = head.bias[:old_rows].mean()
     new_rows = model.get_input_embeddings().weight.shape[0]
-    return ThinkTokens(missing, old_rows, new_rows, tied)
+    return ThinkTokens(missing, old_rows, new_rows, tied, tuple(tags))

@@ -11,10 +11,11 @@
 What runs
 ---------
 Every run is a fresh subprocess (so runs cannot share warm caches, allocator state or a vLLM engine):
-- ours: ``python -m rlvr.cli grpo ...`` (the real command line; the overrides are in ``ours_overrides``);
-- TRL: this script with ``--worker trl`` -> ``trl.GRPOTrainer`` (``trl_config_kwargs``), the same prompts in the
-  same order, a reward function that calls the same reward runtime (``rlvr.rewards.runtime.RewardRuntime``: our ``math``
-  verifier in its process pool, ``rewards.num_workers`` = ``--reward-workers`` on both sides).
+- ours: ``python -m rlvr.cli grpo ...`` (the real command line; the overrides are in ``bench_spec.ours_overrides``);
+- TRL: this script with ``--worker trl`` -> ``trl.GRPOTrainer`` (``bench_spec.trl_config_kwargs``), the same
+  prompts in the same order, a reward function that calls the same reward runtime
+  (``rlvr.rewards.runtime.RewardRuntime``: our ``math`` verifier in its process pool, ``rewards.num_workers`` =
+  ``--reward-workers`` on both sides).
 
 Identical on both sides: the model folder (default: the embedded tiny model built by ``rlvr.models``; or
 ``--model``: a folder, or ``tiny`` / ``smollm2-135m`` resolved by ``rlvr.models.resolve_model_source`` as
@@ -64,8 +65,9 @@ Throughput (``--mode speed``), per step, then like step times (warm-up dropped, 
   (``rlvr.algo.logprobs``): the same nominal work on both sides, so a higher figure = the same batch done faster.
   Update seconds: ours ``time/update`` (zero_grad, forward, backward, clip, AdamW, scheduler); TRL from
   ``_prepare_inputs`` returning to ``on_step_end`` (``compute_loss``, backward, clip, AdamW, scheduler, zero_grad).
-  Prompt tokens: both sides' prompt order tokenised with our chat template (``step_prompt_tokens``); TRL's own count
-  (differences of its cumulative ``num_tokens`` minus completion tokens) is kept as ``prompt_tokens_trl``.
+  Prompt tokens: both sides' prompt order tokenised with our chat template
+  (``bench_throughput.step_prompt_tokens``); TRL's own count (differences of its cumulative ``num_tokens`` minus
+  completion tokens) is kept as ``prompt_tokens_trl``.
 - the machine's ceiling: ``scripts/bench_peak_flops.py`` (fp32 ``torch.matmul`` 2048x2048, same threads and
   environment, median of 9 calls) in a fresh subprocess before and after the runs; the report gives their median in
   GFLOP/s and each update's share of it.
@@ -81,6 +83,11 @@ the fraction of zero-reward-std groups per step: TRL's logged ``frac_reward_zero
 Output (``--out``, default runs/bench_grpo_vs_trl/; written by scripts/bench_report.py): ``speed.json`` /
 ``accuracy.json`` (everything, including per-step times and errors), ``speed.md`` / ``accuracy.md`` (tables),
 ``speed.png`` / ``accuracy.png``, and ``logs/`` with every subprocess's output, ``runs/`` with the run directories.
+
+Code, in scripts/ beside this script: this script (the command line, ``--mode speed``, the ``--worker trl`` entry),
+bench_spec.py (``RunSpec``, both sides' settings, the runs' environment, starting one run and reading its result),
+bench_throughput.py (token counts and parameters for the FLOP/s, the matmul peak), bench_accuracy.py
+(``--mode accuracy``), bench_report.py (statistics, tables, plots), bench_trl_worker.py (TRL's side).
 
 Differences that remain (by construction)
 -----------------------------------------
@@ -114,376 +121,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
 import sys
-import time
 import traceback
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace  # noqa: F401 - asdict re-exported for the unit tests
 from pathlib import Path
 from typing import Any, Sequence
 
+# the helpers live beside this script (scripts/ is sys.path[0] when it runs); every name this script had before it
+# was split is re-exported here, for the unit tests and for `from bench_grpo_vs_trl import ...`
+from bench_accuracy import accuracy_mode, evaluate_model  # noqa: F401
 # the report side (statistics, tables, plots); the markdown builders are re-exported for the unit tests
 from bench_report import (FLOPS_FORMULA, SYSTEMS, TARGET_RATIO, accuracy_markdown, fmt, measured,  # noqa: F401
                           median, peak_gflops, plot_accuracy, plot_speed, speed_markdown, summarize_speed,
                           throughput_series, update_flops, write_outputs)
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-# =============================================================================================== settings
-@dataclass
-class RunSpec:
-    """Everything one run (ours or TRL) is configured with; identical for both systems of a comparison."""
-
-    system: str  # "ours" | "trl"
-    engine: str  # "hf" | "vllm"
-    model: str  # model folder (both sides load the same one)
-    out_dir: str
-    steps: int
-    prompts: int = 8  # B
-    group: int = 8  # G
-    max_new_tokens: int = 64
-    lr: float = 3e-5
-    temperature: float = 1.0
-    lr_scheduler: str = "constant"  # transformers scheduler name (both sides call transformers' get_scheduler)
-    warmup_steps: int = 0
-    verifiers: tuple[str, ...] = ()  # reward verifiers (weight 1 each, summed); empty = the task's default (math)
-    threads: int = 1
-    seed: int = 0
-    train_prompts: int = 64  # first N prompts of the arith train split (our PromptStream shuffles them)
-    reward_workers: int = 2
-    save_final: bool = False  # accuracy mode: keep <out_dir>/final
-    trl_vllm_patch: str = "auto"  # see --trl-vllm-patch
-    ours_extra: tuple[str, ...] = ()  # accuracy mode: `rlvr grpo` overrides that replace the TRL-mirroring ones
-    arith: dict[str, Any] = field(default_factory=dict)  # task.arith knobs (--arith), e.g. {"min_ops": 3}
-
-
-def arith_task_config(knobs: dict[str, Any], verifiers: Sequence[str] = ()):
-    """The arith task both sides train on (and every eval reads): the defaults plus ``--arith`` knobs."""
-    from rlvr.config import TaskConfig
-    from rlvr.config.sections import ArithConfig
-
-    return TaskConfig(name="arith", verifiers=list(verifiers), arith=ArithConfig(**knobs))
-
-
-def parse_arith_knobs(pairs: Sequence[str] | None) -> dict[str, Any]:
-    """``--arith min_ops=3`` pairs -> {"min_ops": 3}; an unknown knob or a value that is not JSON is an error here,
-    not in a child process minutes later."""
-    from dataclasses import fields
-
-    from rlvr.config.sections import ArithConfig
-
-    known = {f.name for f in fields(ArithConfig)}
-    knobs: dict[str, Any] = {}
-    for pair in pairs or ():
-        key, sep, value = pair.partition("=")
-        if not sep or key not in known:
-            raise SystemExit(f"--arith {pair!r}: expected KNOB=VALUE with KNOB one of {sorted(known)}")
-        try:
-            knobs[key] = json.loads(value)
-        except json.JSONDecodeError:
-            raise SystemExit(f"--arith {pair!r}: {value!r} is not a number or JSON list") from None
-    ArithConfig(**knobs)
-    return knobs
-
-
-def default_threads() -> int:
-    env = os.environ.get("OMP_NUM_THREADS")
-    if env and env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def cpu_bind_list(threads: int) -> str:
-    """The first ``threads`` CPUs this process may use, in vLLM's bind syntax ("0,1")."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = list(range(os.cpu_count() or 1))
-    return ",".join(str(c) for c in cpus[:max(1, threads)])
-
-
-def child_env(threads: int) -> dict[str, str]:
-    """The environment of every run: same threads, same vLLM-on-CPU settings for both systems."""
-    env = dict(os.environ)
-    env.update({
-        "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
-        "PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-        # rlvr.rollout.vllm_engine's defaults, made explicit so TRL's engine gets exactly the same
-        "VLLM_CPU_KVCACHE_SPACE": env.get("VLLM_CPU_KVCACHE_SPACE", "1"),
-        "VLLM_CPU_OMP_THREADS_BIND": cpu_bind_list(threads),
-        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",  # engine core in this process: both sides sync weights in-process
-    })
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    return env
-
-
-def ours_overrides(spec: RunSpec) -> list[str]:
-    """``rlvr grpo`` overrides for ``spec``: TRL's default loss and every knob set to TRL's configuration, then
-    ``spec.ours_extra`` (``--ours-override``, accuracy mode), each replacing the mirrored override of its key."""
-    extra = {o.split("=", 1)[0] for o in spec.ours_extra}
-    return [o for o in _mirrored_overrides(spec) if o.split("=", 1)[0] not in extra] + list(spec.ours_extra)
-
-
-def _mirrored_overrides(spec: RunSpec) -> list[str]:
-    return [
-        f"model.name_or_path={spec.model}", "model.dtype=float32", "task=arith",
-        # TRL 1.16 default loss_type="dapo": token-mean, clip 0.2/0.2, group std, no KL, no filtering/shaping
-        "algo=dapo", "algo.clip_low=0.2", "algo.clip_high=0.2", "algo.kl_beta=0.0", "algo.dynamic_sampling=false",
-        "algo.overlong=none", "algo.std_scaling=group", "algo.tis=false",
-        f"rollout={spec.engine}",
-        f"grpo.max_steps={spec.steps}", f"grpo.prompts_per_step={spec.prompts}", f"grpo.group_size={spec.group}",
-        f"grpo.max_new_tokens={spec.max_new_tokens}", f"grpo.temperature={spec.temperature}", "grpo.top_p=1.0",
-        f"grpo.learning_rate={spec.lr}", f"grpo.lr_scheduler={spec.lr_scheduler}",
-        f"grpo.warmup_steps={spec.warmup_steps}",
-        *([f"task.verifiers=[{','.join(spec.verifiers)}]"] if spec.verifiers else []),
-        *[f"task.arith.{k}={json.dumps(v)}" for k, v in spec.arith.items()],
-        "grpo.weight_decay=0.0", "grpo.adam_beta1=0.9", "grpo.adam_beta2=0.99", "grpo.max_grad_norm=1.0",
-        "grpo.updates_per_batch=1", f"grpo.micro_batch_size={spec.prompts * spec.group}",
-        f"grpo.rollout_batch_size={spec.prompts * spec.group}", f"grpo.max_train_prompts={spec.train_prompts}",
-        "grpo.eval_every=0", "grpo.budget_eval_every=0", "grpo.save_every=0", "grpo.resume=false",
-        "grpo.num_samples_to_log=0",
-        f"grpo.threads={spec.threads}", "grpo.mixed_precision=no", f"rewards.num_workers={spec.reward_workers}",
-        f"seed={spec.seed}", "logger=none", f"output_dir={spec.out_dir}",
-    ]
-
-
-def trl_config_kwargs(spec: RunSpec) -> dict[str, Any]:
-    """``trl.GRPOConfig`` arguments for ``spec`` (the mirror image of ``ours_overrides``)."""
-    return dict(
-        output_dir=str(Path(spec.out_dir) / "trainer"),
-        max_steps=spec.steps,
-        per_device_train_batch_size=spec.prompts * spec.group,  # completions per step = B prompts x G
-        num_generations=spec.group,
-        gradient_accumulation_steps=1,
-        num_iterations=1,
-        max_completion_length=spec.max_new_tokens,
-        temperature=spec.temperature, top_p=1.0, top_k=0, min_p=None, repetition_penalty=1.0,
-        learning_rate=spec.lr, lr_scheduler_type=spec.lr_scheduler, warmup_steps=spec.warmup_steps,
-        weight_decay=0.0, adam_beta1=0.9, adam_beta2=0.99, adam_epsilon=1e-8, optim="adamw_torch",
-        max_grad_norm=1.0,
-        beta=0.0, loss_type="dapo", epsilon=0.2, epsilon_high=0.2, scale_rewards="group",
-        mask_truncated_completions=False,
-        bf16=False, fp16=False, use_cpu=True,
-        gradient_checkpointing=False,
-        logging_steps=1, report_to=[], save_strategy="no", disable_tqdm=True, log_completions=False,
-        seed=spec.seed, data_seed=spec.seed, shuffle_dataset=False, dataloader_num_workers=0,
-        use_vllm=spec.engine == "vllm", vllm_mode="colocate", vllm_importance_sampling_correction=False,
-        vllm_enable_sleep_mode=False,
-    )
-
-
-# =============================================================================================== our side
-def read_metrics(path: Path) -> list[dict]:
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return sorted(rows, key=lambda r: r.get("step", 0))
-
-
-def ours_result(rows: list[dict]) -> dict[str, Any]:
-    """Step times, phases and learning signals from our metrics.jsonl rows."""
-    step_times = [r["time/step"] for r in rows if "time/step" in r]
-    phases: dict[str, list[float]] = {"rollout": [], "reward": [], "sync": [], "other": []}
-    for r in rows:
-        if "time/step" not in r:
-            continue
-        parts = {p: r.get(f"time/{p}", 0.0) for p in ("rollout", "reward", "sync")}
-        for p, v in parts.items():
-            phases[p].append(v)
-        phases["other"].append(r["time/step"] - sum(parts.values()))
-    return {
-        "step_times": step_times, "phases": phases,
-        "update_time": [r.get("time/update") for r in rows if "time/step" in r],
-        "zero_std_frac": [r.get("groups/zero_std_frac") for r in rows],
-        "reward": [r.get("reward/mean") for r in rows],
-        "completion_length": [r.get("completion/length_mean") for r in rows if "time/step" in r],
-    }
-
-
-# =============================================================================================== run orchestration
-def run_subprocess(cmd: list[str], log_path: Path, env: dict[str, str], timeout: float) -> tuple[int, float, str]:
-    """(exit code, wall seconds, last lines of output); output goes to ``log_path``."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with log_path.open("w") as log:
-        log.write("$ " + " ".join(cmd) + "\n\n")
-        log.flush()
-        try:
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, timeout=timeout)
-            code = proc.returncode
-        except subprocess.TimeoutExpired:
-            code = 124
-    wall = time.perf_counter() - start
-    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
-    return code, wall, tail
-
-
-def run_one(spec: RunSpec, logs_dir: Path, timeout: float, tag: str) -> dict[str, Any]:
-    """Run one system (a fresh subprocess) and return its result row (``error`` set when it failed)."""
-    env = child_env(spec.threads)
-    log_path = logs_dir / f"{tag}.log"
-    load_before = load_average()
-    shutil.rmtree(spec.out_dir, ignore_errors=True)  # a fresh run: no metrics, result or model of an earlier one
-    Path(spec.out_dir).mkdir(parents=True, exist_ok=True)
-    if spec.system == "ours":
-        cmd = [sys.executable, "-m", "rlvr.cli", "grpo", *ours_overrides(spec)]
-        code, wall, tail = run_subprocess(cmd, log_path, env, timeout)
-        row = ours_result(read_metrics(Path(spec.out_dir) / "metrics.jsonl"))
-        if spec.save_final:
-            row["final"] = str(Path(spec.out_dir) / "final")
-    else:
-        spec_path = Path(spec.out_dir) / "spec.json"
-        result_path = Path(spec.out_dir) / "result.json"
-        result_path.unlink(missing_ok=True)
-        spec_path.write_text(json.dumps(asdict(spec), indent=2))
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "trl", "--spec", str(spec_path)]
-        code, wall, tail = run_subprocess(cmd, log_path, env, timeout)
-        row = json.loads(result_path.read_text()) if result_path.exists() else {}
-    row.update({"system": spec.system, "engine": spec.engine, "exit_code": code, "wall_s": wall,
-                "log": str(log_path), "out_dir": spec.out_dir, "loadavg_1min": [load_before, load_average()]})
-    reason = row.get("error") or ("timed out" if code == 124 else f"exit code {code}")
-    if len(row.get("step_times") or []) < spec.steps or (code != 0 and spec.save_final):
-        row["error"] = f"{reason} (last output: see {log_path})"
-        row["output_tail"] = tail
-    elif code != 0:  # every step was timed; it died after them (e.g. killed while saving final/): times stand
-        row["warning"] = f"{reason} after its last step (see {log_path})"
-    return row
-
-
-def load_average() -> float | None:
-    """1-minute load average (includes this benchmark's own run); far above --threads = a contended machine."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
-
-
-def progress_bar():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-
-
-def env_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
-    for name in ("torch", "transformers", "trl", "vllm", "accelerate"):
-        try:
-            from importlib.metadata import version
-
-            info[name] = version(name if name != "vllm" else "vllm-cpu")
-        except Exception:
-            try:
-                info[name] = version(name)
-            except Exception:
-                info[name] = None
-    return info
-
-
-MODEL_NAMES = ("tiny", "smollm2-135m")  # --model names resolved through rlvr.models (like `model=<name>`)
-
-
-def resolve_model(path: str | None) -> str:
-    """The model folder both sides load: ``--model`` as a folder, or a name in ``MODEL_NAMES`` resolved by
-    ``rlvr.models.resolve_model_source`` (tiny: built and cached; smollm2-135m: the packaged GGUF converted once into
-    a cached plain HF folder); default the tiny model."""
-    from rlvr.config import ModelConfig
-    from rlvr.models import resolve_model_source
-
-    if path:
-        p = Path(path).expanduser()
-        if (p / "config.json").exists():
-            return str(p.resolve())
-        if path in MODEL_NAMES:
-            return str(Path(resolve_model_source(ModelConfig(name=path))[0]).resolve())
-        raise SystemExit(f"--model {path}: neither a model folder (no config.json there; e.g. runs/sft/final) nor one "
-                         f"of the names {', '.join(MODEL_NAMES)}")
-    return resolve_model_source(ModelConfig())[0]  # builds + caches the tiny model on first use
-
-
-def trainable_parameters(folder: str) -> int:
-    """Parameters of the model in ``folder`` (tied embeddings once), built on the meta device: no weights read.
-    Both sides train every parameter (full fine-tuning); with ``model.add_think_tokens=true`` (off by default) ours
-    would add 2 thinking-tag rows to the embeddings, ~0.001% of SmolLM2's, not counted."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))
-    return sum(p.numel() for p in model.parameters())
-
-
-def step_prompt_tokens(spec: RunSpec) -> list[int]:
-    """Prompt tokens of each step's B*G sequences (each prompt counted G times), from both sides' prompt order (our
-    PromptStream over the first ``train_prompts`` arith train prompts, as ``bench_trl_worker`` feeds TRL) and our
-    chat-template rendering (the TRL worker checks TRL's ids equal ours: ``prompt_ids_match``)."""
-    from rlvr.config import ModelConfig
-    from rlvr.models import load_tokenizer
-    from rlvr.rollout.prompts import render_prompt
-    from rlvr.tasks import build_task
-    from rlvr.train.loop_parts import PromptStream
-
-    tokenizer = load_tokenizer(ModelConfig(name_or_path=spec.model, dtype="float32"))
-    task = build_task(arith_task_config(spec.arith, spec.verifiers))
-    samples = PromptStream(task.samples("train", limit=spec.train_prompts), seed=spec.seed).take(
-        spec.steps * spec.prompts)
-    lengths = [len(render_prompt(tokenizer, s.prompt)) for s in samples]
-    return [spec.group * sum(lengths[k * spec.prompts:(k + 1) * spec.prompts]) for k in range(spec.steps)]
-
-
-def trl_step_tokens(logs: list[dict]) -> list[float]:
-    """TRL's prompt + completion tokens per step: differences of its cumulative ``num_tokens`` log."""
-    seen = [row["num_tokens"] for row in logs if "num_tokens" in row]
-    return [b - a for a, b in zip([0.0] + seen[:-1], seen)]
-
-
-def add_throughput(row: dict[str, Any], spec: RunSpec, prompt_tokens: list[int] | None, params: int | None) -> None:
-    """Per-step completion/prompt tokens, rollout tokens/s and update GFLOP/s into a run's result row."""
-    n = spec.prompts * spec.group
-    row["completion_tokens"] = [None if x is None else x * n for x in row.get("completion_length") or []]
-    row["prompt_tokens"] = prompt_tokens
-    if spec.system == "trl":
-        totals = trl_step_tokens(row.get("logs") or [])
-        row["prompt_tokens_trl"] = [t - c for t, c in zip(totals, row["completion_tokens"]) if c is not None]
-    row["step_tokens"] = [None if c is None or prompt_tokens is None or i >= len(prompt_tokens)
-                          else c + prompt_tokens[i] for i, c in enumerate(row["completion_tokens"])]
-    row.update(throughput_series(row["completion_tokens"], prompt_tokens, (row.get("phases") or {}).get("rollout"),
-                                 row.get("update_time"), params))
-
-
-PEAK_SIZE, PEAK_REPEATS = 2048, 9  # bench_peak_flops.py's matmul size and calls per measurement
-
-
-def measure_peak(threads: int, logs_dir: Path, when: str, timeout: float = 300) -> dict[str, Any]:
-    """``scripts/bench_peak_flops.py`` in a fresh subprocess with the runs' environment: fp32 matmul GFLOP/s."""
-    cmd = [sys.executable, str(Path(__file__).resolve().parent / "bench_peak_flops.py"), "--threads", str(threads),
-           "--size", str(PEAK_SIZE), "--repeats", str(PEAK_REPEATS), "--json"]
-    code, _wall, tail = run_subprocess(cmd, logs_dir / f"peak_{when}.log", child_env(threads), timeout)
-    for line in reversed(tail.splitlines()):
-        if line.startswith("{"):
-            return {**json.loads(line), "when": when, "loadavg_1min": load_average()}
-    return {"when": when, "error": f"exit code {code}: {tail[-300:]}"}
-
-
-def base_spec(args, engine: str, model: str) -> RunSpec:
-    return RunSpec(system="ours", engine=engine, model=model, out_dir="", steps=args.steps, prompts=args.prompts,
-                   group=args.group, max_new_tokens=args.max_new_tokens, lr=args.lr, temperature=args.temperature,
-                   lr_scheduler=args.lr_scheduler, warmup_steps=args.warmup_steps,
-                   verifiers=tuple(v.strip() for v in (args.verifiers or "").split(",") if v.strip()),
-                   threads=args.threads, seed=args.seed,
-                   train_prompts=args.train_prompts or args.steps * args.prompts,
-                   reward_workers=args.reward_workers, trl_vllm_patch=args.trl_vllm_patch,
-                   ours_extra=tuple(args.ours_override or ()), arith=args.arith)
+from bench_spec import (MODEL_NAMES, REPO, RunSpec, _mirrored_overrides, arith_task_config, base_spec,  # noqa: F401
+                        child_env, cpu_bind_list, default_threads, env_info, load_average, ours_overrides, ours_result,
+                        parse_arith_knobs, progress_bar, read_metrics, resolve_model, run_one, run_subprocess,
+                        trl_config_kwargs)
+from bench_throughput import (PEAK_REPEATS, PEAK_SIZE, add_throughput, measure_peak, step_prompt_tokens,  # noqa: F401
+                              trainable_parameters, trl_step_tokens)
 
 
 # ----------------------------------------------------------------------------------------------- speed
@@ -549,82 +205,6 @@ def speed_mode(args, out: Path) -> dict[str, Any]:
                       f"{fmt(sm['ours']['rollout_tokens_per_s'], 1)} / TRL {fmt(sm['trl']['rollout_tokens_per_s'], 1)}"
                       f"; update GFLOP/s ours {fmt(sm['ours']['update_gflops'], 2)} / TRL "
                       f"{fmt(sm['trl']['update_gflops'], 2)} (matmul peak {fmt(peak_gflops(result), 1)})")
-    return result
-
-
-# ----------------------------------------------------------------------------------------------- accuracy
-def evaluate_model(folder: str, args) -> list[dict[str, Any]]:
-    import torch
-
-    from rlvr.config import ModelConfig
-    from rlvr.eval.heldout import evaluate_heldout
-    from rlvr.models import load_model_and_tokenizer
-    from rlvr.config import RewardsConfig
-    from rlvr.rewards.runtime import eval_runtime
-    from rlvr.tasks import build_task
-
-    torch.set_num_threads(args.threads)
-    model, tokenizer = load_model_and_tokenizer(ModelConfig(name_or_path=folder, dtype="float32"))
-    task = build_task(arith_task_config(args.arith))
-    splits = args.eval_splits or task.default_eval_splits()
-    runtime = eval_runtime(RewardsConfig())
-    try:
-        results = evaluate_heldout(model, tokenizer, task, splits, args.eval_problems,
-                                   args.eval_max_new_tokens, 200, runtime)
-    finally:
-        runtime.close()
-    return [{"split": r.split, "n": r.n, "accuracy": r.accuracy, "errors": r.errors,
-             "mean_completion_tokens": r.mean_completion_tokens} for r in results]
-
-
-def accuracy_mode(args, out: Path) -> dict[str, Any]:
-    from rich.console import Console
-
-    console = Console()
-    if not args.model:
-        console.print("[yellow]--mode accuracy without --model starts from the untrained tiny model: accuracy "
-                      "stays ~0. Give an SFT checkpoint (e.g. runs/sft/final).[/yellow]")
-    model = resolve_model(args.model)
-    trl_lr = args.trl_lr if args.trl_lr is not None else args.lr
-    result: dict[str, Any] = {"mode": "accuracy", "env": env_info(), "settings": {
-        "model": model, "prompts": args.prompts, "group": args.group, "max_new_tokens": args.max_new_tokens,
-        "lr": args.lr, "trl_lr": trl_lr, "lr_scheduler": args.lr_scheduler, "warmup_steps": args.warmup_steps,
-        "verifiers": args.verifiers, "temperature": args.temperature, "steps": args.steps, "warmup": args.warmup,
-        "threads": args.threads, "systems": list(args.systems),
-        "eval_problems": args.eval_problems, "eval_max_new_tokens": args.eval_max_new_tokens,
-        "reward_workers": args.reward_workers, "seed": args.seed, "engines": args.engines,
-        "ours_overrides": list(args.ours_override or ()), "arith": args.arith, "eval_splits": args.eval_splits},
-        "engines": {}}
-    plan = [(engine, step) for engine in args.engines for step in (*args.systems, "eval")]
-    start_eval = None
-    with progress_bar() as progress:
-        bar = progress.add_task("accuracy", total=len(plan) + 1)
-        progress.update(bar, description="eval: start model")
-        start_eval = evaluate_model(model, args)
-        progress.console.print("start: " + "  ".join(f"{r['split']} {100 * r['accuracy']:.1f}%" for r in start_eval))
-        progress.advance(bar)
-        for engine, step in plan:
-            e = result["engines"].setdefault(engine, {"train": {}, "eval": {"start": start_eval}})
-            if step in SYSTEMS:
-                progress.update(bar, description=f"{engine}: train {step} ({args.steps} steps)")
-                tag = f"accuracy_{engine}_{step}"
-                spec = replace(base_spec(args, engine, model), system=step, out_dir=str(out / "runs" / tag),
-                               lr=args.lr if step == "ours" else trl_lr, save_final=True)
-                row = run_one(spec, out / "logs", args.run_timeout, tag)
-                e["train"][step] = row
-                if row.get("error"):
-                    progress.console.print(f"[red]{tag} failed[/red]: {row['error']}\n"
-                                           f"{row.get('output_tail', '')[-1500:]}")
-            else:
-                for system in SYSTEMS:
-                    final = e["train"].get(system, {}).get("final")
-                    if final and Path(final, "config.json").exists():
-                        progress.update(bar, description=f"{engine}: eval {system}")
-                        e["eval"][system] = evaluate_model(final, args)
-                        progress.console.print(f"{engine} {system}: " + "  ".join(
-                            f"{r['split']} {100 * r['accuracy']:.1f}%" for r in e["eval"][system]))
-            write_outputs(out, "accuracy", result)
-            progress.advance(bar)
     return result
 
 

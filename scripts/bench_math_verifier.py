@@ -266,7 +266,8 @@ def _progress(enabled: bool):
                     console=Console(stderr=True), transient=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tuple[str, ...]]:
+    """The command line and the names of the sets it asks for (an unknown set or ``--repeats`` < 1 exits here)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, default=None, help="rows per set, evenly spaced (default: all)")
     ap.add_argument("--repeats", type=int, default=3, help="timing passes per verifier and set; median reported")
@@ -286,7 +287,78 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown set(s) {bad}; valid: {', '.join(SET_NAMES)}")
     if args.repeats < 1:
         ap.error("--repeats must be >= 1")
+    return args, names
 
+
+def bench_set(name: str, rows: list[dict], repeats: int, ours_make: Callable[[], Judge],
+              mv_make: Callable[[], Judge] | None, progress) -> tuple[dict, list[str]]:
+    """One set through ours (and math-verify when ``mv_make`` is given): its result entry and its summary row."""
+    ours_v, ours_rate, ours_stable = run_passes(ours_make, rows, repeats, progress, f"{name}: ours")
+    verdicts = {"ours": ours_v}
+    entry: dict = {"n": len(rows), "ours": {**tally(rows, ours_v), "cases_per_s": ours_rate,
+                                           "stable_across_passes": ours_stable}}
+    if mv_make is not None:
+        mv_v, mv_rate, mv_stable = run_passes(mv_make, rows, repeats, progress, f"{name}: math-verify")
+        verdicts["math_verify"] = mv_v
+        entry["math_verify"] = {**tally(rows, mv_v), "cases_per_s": mv_rate,
+                                "stable_across_passes": mv_stable}
+        entry["speed_ratio"] = ours_rate / mv_rate if mv_rate else None
+        entry["disagreements"] = disagreements(rows, ours_v, mv_v)
+    if "kind" in rows[0]:
+        entry["by_kind"] = grouped(rows, verdicts, "kind")
+        entry["by_style"] = grouped(rows, verdicts, "style")
+        entry["by_label"] = grouped([{**r, "label": "equivalent" if r["expected"] else "near miss"}
+                                     for r in rows], verdicts, "label")
+    o = entry["ours"]
+    row = [name, str(len(rows)), _pct(o), str(o["equivalent_judged_wrong"]), str(o["wrong_judged_right"]),
+           f"{ours_rate:,.0f}"]
+    if mv_make is not None:
+        m = entry["math_verify"]
+        row += [_pct(m), str(m["equivalent_judged_wrong"]), str(m["wrong_judged_right"]),
+                f"{mv_rate:,.0f}", f"{entry['speed_ratio']:.1f}x", str(len(entry["disagreements"]))]
+    return entry, row
+
+
+def print_report(result: dict, summary_rows: list[list[str]], have_mv: bool, mv_name: str) -> None:
+    """The summary table and, per generated set, the tables by kind, closing style and label (markdown, stdout);
+    records ``kinds_where_ours_loses`` in ``result`` when math-verify ran."""
+    header = ["set", "n", "ours agree", "ours eq->wrong", "ours wrong->right", "ours cases/s"]
+    if have_mv:
+        header += ["math-verify agree", "mv eq->wrong", "mv wrong->right", "mv cases/s", "speed ratio",
+                   "disagreements"]
+    else:
+        print(f"NOTE: side-by-side skipped: {mv_name}\n")
+    print("## agreement with the labels and speed\n")
+    print(md_table(header, summary_rows))
+    for name, entry in result["sets"].items():
+        if "by_kind" not in entry:
+            continue
+        print(f"\n## {name}: by kind (near misses start with near_)\n")
+        print(group_table("kind", entry["by_kind"], have_mv))
+        print(f"\n## {name}: by closing style\n")
+        print(group_table("closing style", entry["by_style"], have_mv))
+        print(f"\n## {name}: equivalent vs near miss\n")
+        print(group_table("label", entry["by_label"], have_mv))
+        if have_mv:
+            lost = [k for k, g in entry["by_kind"].items() if g["ours"]["agree"] < g["math_verify"]["agree"]]
+            entry["kinds_where_ours_loses"] = lost
+            print(f"\nkinds where ours is below math-verify: {', '.join(lost) if lost else 'none'}")
+
+
+def print_disagreements(result: dict) -> None:
+    for name, entry in result["sets"].items():
+        dis = entry.get("disagreements", [])
+        print(f"\n## {name}: {len(dis)} disagreements between ours and math-verify\n")
+        for d in dis:
+            tail = d["completion_tail"][-160:].replace("\n", "\\n")
+            what = f" kind={d['kind']} style={d['style']}" if d["kind"] else ""
+            print(f"- {d['id']}{what}: expected {d['expected']}, ours {d['ours']}, math-verify "
+                  f"{d['math_verify']} -> {d['right']} right; reference {d['reference']!r}; "
+                  f"tail {tail!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, names = parse_args(argv)
     root = data_dir()
     if root is None:
         print("SKIP: benchmark data not found (set RLVR_DATA_DIR or place it at ../shared/data beside the project)")
@@ -313,68 +385,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, rows in sets.items():
             if not rows:
                 continue
-            ours_v, ours_rate, ours_stable = run_passes(ours_make, rows, args.repeats, progress, f"{name}: ours")
-            verdicts = {"ours": ours_v}
-            entry: dict = {"n": len(rows), "ours": {**tally(rows, ours_v), "cases_per_s": ours_rate,
-                                                   "stable_across_passes": ours_stable}}
-            if have_mv:
-                mv_v, mv_rate, mv_stable = run_passes(mv_make, rows, args.repeats, progress, f"{name}: math-verify")
-                verdicts["math_verify"] = mv_v
-                entry["math_verify"] = {**tally(rows, mv_v), "cases_per_s": mv_rate,
-                                        "stable_across_passes": mv_stable}
-                entry["speed_ratio"] = ours_rate / mv_rate if mv_rate else None
-                entry["disagreements"] = disagreements(rows, ours_v, mv_v)
-            if "kind" in rows[0]:
-                entry["by_kind"] = grouped(rows, verdicts, "kind")
-                entry["by_style"] = grouped(rows, verdicts, "style")
-                entry["by_label"] = grouped([{**r, "label": "equivalent" if r["expected"] else "near miss"}
-                                             for r in rows], verdicts, "label")
-            result["sets"][name] = entry
-            o = entry["ours"]
-            row = [name, str(len(rows)), _pct(o), str(o["equivalent_judged_wrong"]), str(o["wrong_judged_right"]),
-                   f"{ours_rate:,.0f}"]
-            if have_mv:
-                m = entry["math_verify"]
-                row += [_pct(m), str(m["equivalent_judged_wrong"]), str(m["wrong_judged_right"]),
-                        f"{mv_rate:,.0f}", f"{entry['speed_ratio']:.1f}x", str(len(entry["disagreements"]))]
+            result["sets"][name], row = bench_set(name, rows, args.repeats, ours_make, mv_make, progress)
             summary_rows.append(row)
     finally:
         if progress is not None:
             progress.stop()
 
-    header = ["set", "n", "ours agree", "ours eq->wrong", "ours wrong->right", "ours cases/s"]
-    if have_mv:
-        header += ["math-verify agree", "mv eq->wrong", "mv wrong->right", "mv cases/s", "speed ratio",
-                   "disagreements"]
-    else:
-        print(f"NOTE: side-by-side skipped: {mv_name}\n")
-    print("## agreement with the labels and speed\n")
-    print(md_table(header, summary_rows))
-    losing: dict[str, list[str]] = {}
-    for name, entry in result["sets"].items():
-        if "by_kind" not in entry:
-            continue
-        print(f"\n## {name}: by kind (near misses start with near_)\n")
-        print(group_table("kind", entry["by_kind"], have_mv))
-        print(f"\n## {name}: by closing style\n")
-        print(group_table("closing style", entry["by_style"], have_mv))
-        print(f"\n## {name}: equivalent vs near miss\n")
-        print(group_table("label", entry["by_label"], have_mv))
-        if have_mv:
-            lost = [k for k, g in entry["by_kind"].items() if g["ours"]["agree"] < g["math_verify"]["agree"]]
-            losing[name] = lost
-            entry["kinds_where_ours_loses"] = lost
-            print(f"\nkinds where ours is below math-verify: {', '.join(lost) if lost else 'none'}")
+    print_report(result, summary_rows, have_mv, mv_name)
     if have_mv and args.list_disagreements:
-        for name, entry in result["sets"].items():
-            dis = entry.get("disagreements", [])
-            print(f"\n## {name}: {len(dis)} disagreements between ours and math-verify\n")
-            for d in dis:
-                tail = d["completion_tail"][-160:].replace("\n", "\\n")
-                what = f" kind={d['kind']} style={d['style']}" if d["kind"] else ""
-                print(f"- {d['id']}{what}: expected {d['expected']}, ours {d['ours']}, math-verify "
-                      f"{d['math_verify']} -> {d['right']} right; reference {d['reference']!r}; "
-                      f"tail {tail!r}")
+        print_disagreements(result)
     if have_mv and args.disagreements_md:
         md = Path(args.disagreements_md)
         md.parent.mkdir(parents=True, exist_ok=True)
@@ -386,7 +405,6 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
         print(f"\nwrote {out}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_grpo_vs_trl import RunSpec, arith_task_config, trl_config_kwargs  # scripts/ is sys.path[0] for both scripts
+# from bench_spec, not bench_grpo_vs_trl: that script imports this module (an import cycle), and runs as __main__,
+# so importing it by name here would load it a second time with a second RunSpec class
+from bench_spec import RunSpec, arith_task_config, trl_config_kwargs  # scripts/ is sys.path[0] for both scripts
 
 
 def trl_worker(spec: RunSpec) -> dict[str, Any]:

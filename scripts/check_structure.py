@@ -3,7 +3,9 @@
     python scripts/check_structure.py [ROOT]        # exit 1 and a list when anything is found
 
 Reads source with ``ast`` (nothing is imported or executed). Files are the modules of rlvr/, verifiers/
-(imported as rlvr.verifiers) and sandboxes/ (rlvr.sandboxes); a package is its ``__init__.py``.
+(imported as rlvr.verifiers), sandboxes/ (rlvr.sandboxes) and scripts/ (top-level modules named by their file:
+a script imports its neighbours by bare name, ``from bench_report import ...``, because scripts/ is ``sys.path[0]``
+when a script runs); a package is its ``__init__.py``.
 
 What is an edge A -> B (A needs module B to be imported):
 - every ``import B`` / ``from B import x`` in A, wherever it is: lazy imports inside functions count (they still
@@ -34,7 +36,8 @@ from pathlib import Path
 
 MAX_FILE_LINES = 500
 MAX_FUNCTION_LINES = 100
-PACKAGES = {"rlvr": "rlvr", "verifiers": "rlvr.verifiers", "sandboxes": "rlvr.sandboxes"}
+# folder -> the dotted prefix its modules are imported under ("": top-level modules, each named by its file)
+PACKAGES = {"rlvr": "rlvr", "verifiers": "rlvr.verifiers", "sandboxes": "rlvr.sandboxes", "scripts": ""}
 
 
 def module_files(root: Path) -> dict[str, Path]:
@@ -45,7 +48,7 @@ def module_files(root: Path) -> dict[str, Path]:
             parts = list(path.relative_to(root / folder).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts = parts[:-1]
-            out[".".join([dotted, *parts])] = path
+            out[".".join([dotted, *parts] if dotted else parts)] = path
     return out
 
 

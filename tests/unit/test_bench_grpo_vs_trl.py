@@ -17,14 +17,15 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_grpo_vs_trl.py
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(SCRIPT.parent))  # its sibling module bench_report, as when run as a script
+    sys.path.insert(0, str(SCRIPT.parent))  # its sibling modules (bench_spec, bench_report, ...), as when run
     spec = importlib.util.spec_from_file_location("bench_grpo_vs_trl", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     yield module
     sys.modules.pop(spec.name, None)
-    sys.modules.pop("bench_report", None)
+    for sibling in ("bench_accuracy", "bench_report", "bench_spec", "bench_throughput"):
+        sys.modules.pop(sibling, None)
     sys.path.remove(str(SCRIPT.parent))
 
 

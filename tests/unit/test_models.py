@@ -209,7 +209,7 @@ def test_think_tokens_are_a_no_op_for_the_tiny_model(tiny):
     rows = model.get_input_embeddings().weight.shape[0]
     done = add_think_tokens(model, tok)
     assert done.added == [] and done.new_vocab == rows == model.get_input_embeddings().weight.shape[0]
-    assert "already single tokens" in done.summary()
+    assert done.summary() == "thinking tags: <think> and </think> are already single tokens; nothing changed"
 
 
 def test_missing_tags_are_added_with_mean_rows_and_ties_kept(tmp_path):
@@ -227,6 +227,10 @@ def test_missing_tags_are_added_with_mean_rows_and_ties_kept(tmp_path):
     assert len(tok.encode("<reflect>x</reflect>", add_special_tokens=False)) == 3
     with torch.no_grad():
         assert torch.equal(model(ids).logits[..., :rows], before)
+    assert done.summary().startswith("thinking tags: added <reflect>, </reflect> as (non-special) tokens")
+    again = add_think_tokens(model, tok, tags=("<reflect>", "</reflect>"))  # now single tokens: a no-op that names them
+    assert again.added == [] and again.new_vocab == rows + 2
+    assert again.summary() == "thinking tags: <reflect> and </reflect> are already single tokens; nothing changed"
     model.save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
     again, tok2 = load_model_and_tokenizer(ModelConfig(name_or_path=str(tmp_path / "m")))

@@ -33,6 +33,16 @@ def test_a_lazy_import_cycle_is_found(tmp_path):
                                    "    rlvr/b.py:2 imports rlvr.a"]
 
 
+def test_scripts_are_top_level_modules_and_their_bare_imports_count(tmp_path):
+    checker = load_checker()
+    root = tree(tmp_path, {"scripts/a.py": "from b import f\n",
+                           "scripts/b.py": "def f():\n    import a\n    return a\n",
+                           "scripts/long.py": "x = 1\n" * (checker.MAX_FILE_LINES + 1)})
+    assert checker.check(root) == ["import cycle: a <-> b\n    scripts/a.py:1 imports b\n"
+                                   "    scripts/b.py:2 imports a",
+                                   f"scripts/long.py: {checker.MAX_FILE_LINES + 1} lines (> {checker.MAX_FILE_LINES})"]
+
+
 def test_the_repository_has_no_cycles_long_files_or_long_functions():
     problems = load_checker().check(REPO)
     assert problems == [], "\n".join(problems)
