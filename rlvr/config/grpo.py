@@ -99,6 +99,17 @@ class GRPOConfig:
                                      "and training), weights and optimizer stay in model.dtype. bf16 on GPUs halves "
                                      "activation memory; on CPU fp32 is fastest")
     threads: Optional[int] = opt(None, "torch CPU threads (None = torch's default)")
+    sharding: str = opt("auto", "auto | none | ddp | fsdp. none: one process holds the whole model; ddp: every "
+                                "process a full replica (gradients all-reduced; memory per device = the whole "
+                                "model's); fsdp: FSDP2 fully_shard per decoder layer, parameters, gradients and "
+                                "AdamW state split over the processes (memory / world, plus all-gathers each "
+                                "forward and backward), sharded checkpoints (torch.distributed.checkpoint). "
+                                "auto = ddp with several processes, else none")
+    fsdp_cpu_offload: bool = opt(False, "fsdp: keep sharded parameters, gradients and optimizer state in CPU "
+                                        "memory (GPU memory ~ one layer's; steps several times slower)")
+    activation_checkpointing: bool = opt(False, "recompute each decoder layer's activations in the backward "
+                                                "instead of storing them: ~1/layers the activation memory for "
+                                                "~30% more compute per update")
     budget_eval_every: int = opt(by_size("${.max_steps}", 0), (
         "accuracy-vs-thinking-budget sweep (the budget_eval section: budgets x splits x n samples, the same as "
         "`rlvr eval`) every N steps and at the start and the end, into eval/ and plots/; 0 = never. Default by "

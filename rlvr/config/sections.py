@@ -11,6 +11,22 @@ from rlvr.config.options import opt
 
 # --------------------------------------------------------------------------------------------- model
 @dataclass
+class LoraConfig:
+    r: int = opt(0, "LoRA rank; 0 = full fine-tuning (every weight trains). 8-64 trains ~0.1-1% of the parameters: "
+                    "gradients and AdamW state shrink to the adapters' (the frozen base keeps only its weights), "
+                    "at some loss of capacity (LoRA 2106.09685; Thinking Machines' 'LoRA without regret': RL needs "
+                    "little capacity, rank 1-8 matched full RL there)")
+    alpha: int = opt(16, "LoRA scaling numerator (update = alpha / r x B A); with r changed, keep alpha / r or "
+                         "retune the LR (LoRA's LR is ~10x full fine-tuning's)")
+    dropout: float = opt(0.0, "dropout on the adapters' input; 0 keeps RL's log-probs deterministic")
+    target_modules: list[str] = opt(factory=lambda: ["all-linear"], help=(
+        "module names the adapters wrap (peft's target_modules); 'all-linear' = every linear layer but the "
+        "output head (recommended: attention-only LoRA learns less)"))
+    merge_final: bool = opt(True, "final/ also holds the merged model (base + adapters, a plain HF folder that "
+                                  "AutoModelForCausalLM and vLLM load); the adapter alone is in final/adapter/")
+
+
+@dataclass
 class TinyModelConfig:
     num_layers: int = opt(4, "transformer layers; 4x128 learns arith on CPU in minutes, 4x256 was 2.4x slower per step")
     hidden_size: int = opt(128, "width; more capacity, slower steps")
@@ -38,6 +54,7 @@ class ModelConfig:
     trust_remote_code: bool = opt(False, "run modelling code shipped with a hub model; only for sources you trust")
     cache_dir: Optional[str] = opt(None, "where the tiny model and tokenizer are cached (default: $RLVR_CACHE or ~/.cache/rlvr)")
     tiny: TinyModelConfig = opt(factory=TinyModelConfig, help="architecture of model=tiny")
+    lora: LoraConfig = opt(factory=LoraConfig, help="low-rank adapters (peft) instead of full fine-tuning; r=0 off")
 
 
 # ---------------------------------------------------------------------------------------------- task

@@ -92,9 +92,11 @@ def save_checkpoint(output_dir: str | Path, state: TrainerState, model: Any, tok
 
 
 def load_trainer_state(folder: str | Path, optimizer: Any, scheduler: Any, rank: int = 0) -> TrainerState:
-    """Restore optimizer, scheduler and (this ``rank``'s) RNG states from ``folder``; the caller loads the weights."""
+    """Restore optimizer, scheduler and (this ``rank``'s) RNG states from ``folder``; the caller loads the weights.
+    ``optimizer=None``: already restored (a sharded checkpoint's lives in ``dcp/``, ``rlvr.train.sharded_checkpoint``)."""
     blob = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
-    optimizer.load_state_dict(blob["optimizer"])
+    if optimizer is not None:
+        optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     per_rank = blob.get("rng_per_rank") or [blob["rng"]]
     set_rng_state(per_rank[rank] if rank < len(per_rank) else blob["rng"])

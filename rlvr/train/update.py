@@ -127,10 +127,14 @@ def clip_gradients(accelerator: Any, model: Any, max_norm: float) -> float:
     """Clip the global gradient norm to ``max_norm`` (0 = no clipping); returns the norm before clipping."""
     import torch
 
-    if max_norm > 0:
-        return float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
-    grads = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
-    return float(torch.stack(grads).norm()) if grads else 0.0
+    from rlvr.train.sharding import is_sharded, to_float
+
+    if max_norm > 0:  # under FSDP the norm of sharded gradients is a DTensor: to_float gathers it
+        return to_float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
+    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+    if grads and is_sharded(model):  # each rank holds shards: the norm over the whole gradient is a collective
+        return to_float(torch.nn.utils.get_total_norm(grads))
+    return float(torch.stack([g.norm() for g in grads]).norm()) if grads else 0.0
 
 
 class UpdateStats:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from process_tree import kill_tree  # tests/ is on sys.path (rootdir conftest)
 from safetensors.torch import load_file
 
 from rlvr.runs.tracking import read_metrics
@@ -77,7 +77,7 @@ def launch(run_dir: Path, *overrides: str) -> str:
     try:
         out, _ = proc.communicate(timeout=180)
     except subprocess.TimeoutExpired:  # a deadlocked collective: kill the launcher and both ranks
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc)  # the ranks run in sessions of their own: killpg would miss them
         out, _ = proc.communicate()
         pytest.fail(f"the 2-process run hung (a collective without its partner?):\n{out[-3000:]}")
     assert proc.returncode == 0, out[-5000:]
