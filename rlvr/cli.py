@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("rlvr.eval.cli", "accuracy vs thinking budget (pass@1, pass@k, maj@k) per checkpoint and split"),
     "grpo": ("rlvr.train.grpo", "GRPO on a task's verifiable rewards (from an SFT checkpoint or any model)"),
     "pipeline": ("rlvr.pipeline", "distill -> sft -> grpo -> eval -> plot in one run directory, resumable"),
+    "plan": ("rlvr.train.plan_cli", "memory per device of a GRPO run from its config (no weights): fits or not"),
     "plot": ("rlvr.eval.plots", "train-time vs test-time scaling plots from a run's budget sweeps (PNG + wandb)"),
     "sft": ("rlvr.train.sft", "cold-start supervised fine-tuning on reasoning traces (TRL SFTTrainer)"),
     "tasks": ("rlvr.tasks.cli", "list tasks, or render a sample prompt and reference answer of one"),

@@ -155,6 +155,10 @@ def validate(cfg: DictConfig) -> list[Problem]:
     if not active_stages(cfg):
         problems.append(Problem("pipeline.stages", "no stage left to run (every listed stage is in pipeline.skip)",
                                 f"list stages from: {valid}"))
+    lora, stages = cfg.model.lora, active_stages(cfg)
+    if "sft" in stages and len(stages) > 1 and lora.r > 0 and not lora.merge_final:
+        problems.append(Problem("model.lora.merge_final", "false leaves sft/final/ with the adapter only: the stages "
+                                "after sft load a model from it", "keep model.lora.merge_final=true (the default)"))
     seen = {(q.key, q.what) for q in validate_common(cfg)}  # reported already, by load_config
     run = Path(cfg.output_dir or "runs/pipeline")
     validators = _validators()

@@ -66,9 +66,11 @@ pickled to another process, so ``sync_weights`` refuses that configuration with 
 engine: the engine initialises a world-size-1 ``torch.distributed`` group in this process, so use it with a
 single-process trainer (multi-GPU data parallel would need one engine per rank and a rank-aware set-up).
 
-Names: the policy must be the bare transformers module (``accelerator.unwrap_model(model)``); PEFT-wrapped
-(``base_model.model.``) or ``torch.compile``d (``_orig_mod.``) names are not translated. Every sync checks that
-every vLLM parameter was written and raises otherwise, rather than sampling from leftover random weights.
+Names: the policy must be the bare transformers module (``accelerator.unwrap_model(model)``) or a LoRA model
+(``rlvr.model_lora``), whose weights are sent merged (base + adapters, one layer at a time, under the base's
+names: vLLM's own LoRA path is not used); ``torch.compile``d (``_orig_mod.``) names are not translated. Every
+sync checks that every vLLM parameter was written and raises otherwise, rather than sampling from leftover
+random weights.
 
 Sleep / wake (GPU only)
 -----------------------
@@ -133,6 +135,16 @@ from rlvr.tasks.base import Sample  # noqa: E402
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")  # torch.float32 -> "float32", a vLLM dtype name
+
+
+def _named_weights(policy: Any) -> list[tuple[str, torch.Tensor]]:
+    """(checkpoint name, tensor) for every weight: detached views of the live parameters (no copy until vLLM
+    writes them into its own storage), or a LoRA model's merged weights (new tensors, the base's names)."""
+    from rlvr.model_lora import is_lora, iter_merged_weights
+
+    if is_lora(policy):
+        return [(name, w.detach()) for name, w in iter_merged_weights(policy)]
+    return [(name, p.detach()) for name, p in policy.named_parameters()]
 
 
 def _reload_in_worker(worker: Any, named: list[tuple[str, torch.Tensor]]) -> set[str]:
@@ -365,15 +377,14 @@ class VLLMEngine(RolloutEngine):
                 "the variable was already set)")
         start = time.perf_counter()
         self.wake_up()
-        # detached views of the live parameters: no copy until vLLM writes them into its own storage
-        named = [(name, p.detach()) for name, p in policy.named_parameters()]
+        named = _named_weights(policy)
         with torch.no_grad():
             missing = self.llm.collective_rpc(_reload_in_worker, args=(named,))[0]
         if missing:
             raise RuntimeError(
                 f"weight sync left {len(missing)} vLLM parameters without a value from the policy (e.g. "
                 f"{sorted(missing)[:5]}); they would hold stale or random weights. Is the policy the bare "
-                "transformers model of the engine's architecture (not PEFT-wrapped or torch.compile'd)?")
+                "transformers model of the engine's architecture (or a LoRA model; not torch.compile'd)?")
         self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
         return time.perf_counter() - start
 

@@ -60,6 +60,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def save_model_files(model: Any, folder: str | Path) -> None:
+    """The policy's files of a checkpoint: the whole model, or a LoRA model's adapter (+ trained token rows)."""
+    from rlvr.model_lora import is_lora, save_adapter
+
+    if is_lora(model):
+        save_adapter(model, folder)
+    else:
+        model.save_pretrained(folder, safe_serialization=True)
+
+
 def save_checkpoint(output_dir: str | Path, state: TrainerState, model: Any, tokenizer: Any, optimizer: Any,
                     scheduler: Any, keep: int = 2, rng_states: list[dict[str, Any]] | None = None) -> Path:
     """Write ``checkpoints/step_<state.step>`` atomically, then delete all but the newest ``keep`` checkpoints.
@@ -72,7 +82,7 @@ def save_checkpoint(output_dir: str | Path, state: TrainerState, model: Any, tok
     run.checkpoints.mkdir(parents=True, exist_ok=True)
     if tmp.exists():  # left by a run killed mid-save
         shutil.rmtree(tmp)
-    model.save_pretrained(tmp, safe_serialization=True)
+    save_model_files(model, tmp)
     tokenizer.save_pretrained(tmp)
     torch.save({
         "step": state.step,
@@ -113,6 +123,11 @@ def load_weights(model: Any, folder: str | Path) -> None:
     """
     from safetensors.torch import load_file
 
+    from rlvr.model_lora import is_lora, load_adapter_weights
+
+    if is_lora(model):  # a LoRA checkpoint holds the adapter (+ trained token rows), not the frozen base
+        load_adapter_weights(model, folder)
+        return
     files = sorted(Path(folder).glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no *.safetensors in checkpoint {folder}")

@@ -129,9 +129,17 @@ def finish(t: Trainer) -> None:
     fingerprints = replica_fingerprints(acc, t.learner.policy) if t.world > 1 else None
     if not t.main:
         return
-    t.learner.policy.save_pretrained(run.final, safe_serialization=True)
-    t.learner.tokenizer.save_pretrained(run.final)
-    summary = {"grpo/wall_seconds": time.time() - t.started, "step": g.max_steps}
+    from rlvr.model_lora import is_lora, save_final, trainable_parameter_count
+
+    policy, lora = t.learner.policy, t.cfg.model.lora
+    if is_lora(policy):  # final/adapter/ and, with model.lora.merge_final, the merged model in final/
+        save_final(policy, t.learner.tokenizer, run.final, merge=lora.merge_final)
+    else:
+        policy.save_pretrained(run.final, safe_serialization=True)
+        t.learner.tokenizer.save_pretrained(run.final)
+    trainable, total = trainable_parameter_count(t.learner.trained)
+    summary = {"grpo/wall_seconds": time.time() - t.started, "step": g.max_steps,
+               "model/trainable_params": trainable, "model/params": total}
     if fingerprints is not None:  # every rank's, all equal (checked)
         summary |= {"processes": t.world, "weights/fingerprint_per_rank": fingerprints}
     t.tracker.summary(summary)

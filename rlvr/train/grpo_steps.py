@@ -35,12 +35,22 @@ class Learner:
     accelerator: Any  # accelerate.Accelerator: device, DDP, gradient clipping, collectives
     model: Any  # the prepared policy (a DDP wrapper under several processes): forward and backward
     policy: Any  # the bare module: generate, save_pretrained, weight sync
-    ref_model: Any | None  # the frozen starting policy (KL reference) when algo.kl_beta > 0
+    ref_model: Any | None  # the frozen starting policy (KL reference) when algo.kl_beta > 0, without LoRA
     tokenizer: Any
     optimizer: Any  # AdamW
     scheduler: Any  # the LR schedule, stepped once per optimizer step
     pad_id: int  # pads the rollout tensors (the rollout engine's, when there is one: ``EngineSource.pad_id``)
     sharding: str = "none"  # grpo.sharding as resolved: none | ddp | fsdp
+    ref_from_base: bool = False  # LoRA with algo.kl_beta > 0: reference log-probs with the adapters switched off
+
+    def reference(self) -> tuple[Any, Any]:
+        """(module, context) for the KL reference's log-probs: the frozen copy, or under LoRA the trained model
+        itself with its adapters off (the base: no second model in memory)."""
+        if self.ref_from_base:
+            from rlvr.model_lora import adapters_disabled
+
+            return self.model, adapters_disabled(self.trained)
+        return self.ref_model, nullcontext()
 
     @property
     def trained(self) -> Any:
@@ -65,14 +75,20 @@ def build_learner(cfg: Any, algo: Any, accelerator: Any, output_dir: Any, say: A
 
     from rlvr.models import load_for_training
 
-    g = cfg.grpo
+    g, lora = cfg.grpo, cfg.model.lora
     model, tokenizer = load_for_training(cfg.model, cfg.task, output_dir, say)
+    if lora.r > 0:  # only adapters train (+ rows of added thinking tokens); the frozen base is the KL reference
+        from rlvr.model_lora import wrap_for_training
+        from rlvr.models import load_tokenizer
+
+        shipped = load_tokenizer(cfg.model) if cfg.model.add_think_tokens else None  # which token rows are new
+        model = wrap_for_training(model, tokenizer, lora, output_dir, say, source_tokenizer=shipped)
     if g.activation_checkpointing:  # recompute each layer's activations in the backward: memory for ~1/3 more time
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     device, fsdp = accelerator.device, g.sharding == "fsdp"
     ref_model = rollout_copy = None
-    if algo.kl_beta > 0:  # the reference is the *starting* policy (thinking-tag rows included), also after a resume
+    if algo.kl_beta > 0 and lora.r == 0:  # the *starting* policy (thinking-tag rows included), also after a resume
         ref_model = copy.deepcopy(model).to(device).eval().requires_grad_(False)
     if fsdp:  # sampling, evals and final/ read whole weights: an unsharded frozen copy, refilled after each update
         from rlvr.train.sharding import shard_model
@@ -83,7 +99,8 @@ def build_learner(cfg: Any, algo: Any, accelerator: Any, output_dir: Any, say: A
         if ref_model is not None:  # frozen, sharded the same way: 1/world of its weights per rank
             ref_model = shard_model(ref_model, device.type, mixed_precision=g.mixed_precision,
                                     cpu_offload=g.fsdp_cpu_offload)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=g.learning_rate, betas=(g.adam_beta1, g.adam_beta2),
+    trainable = [p for p in model.parameters() if p.requires_grad]  # all of them without LoRA
+    optimizer = torch.optim.AdamW(trainable, lr=g.learning_rate, betas=(g.adam_beta1, g.adam_beta2),
                                   weight_decay=g.weight_decay)  # after sharding: it steps the shards
     scheduler = get_scheduler(g.lr_scheduler, optimizer, num_warmup_steps=g.warmup_steps,
                               num_training_steps=g.max_steps * g.updates_per_batch)
@@ -94,7 +111,8 @@ def build_learner(cfg: Any, algo: Any, accelerator: Any, output_dir: Any, say: A
         model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
         policy = accelerator.unwrap_model(model)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    return Learner(accelerator, model, policy, ref_model, tokenizer, optimizer, scheduler, pad_id, g.sharding)
+    return Learner(accelerator, model, policy, ref_model, tokenizer, optimizer, scheduler, pad_id, g.sharding,
+                   ref_from_base=algo.kl_beta > 0 and lora.r > 0)
 
 
 def dr_grpo_norm_constant(algo: Any, max_new_tokens: int) -> int:
@@ -176,9 +194,10 @@ def update(learner: Learner, step_batch: StepBatch, algo: Any, g: Any, timer: Ph
     if g.updates_per_batch > 1:
         with timer("logprob"):
             old_logprobs = frozen_logprobs(model, batch, chunks, temp)  # [N, T]
-    if learner.ref_model is not None:
-        with timer("logprob"):
-            ref_logprobs = frozen_logprobs(learner.ref_model, batch, chunks, temp)  # [N, T]
+    if learner.ref_model is not None or learner.ref_from_base:
+        ref_model, context = learner.reference()
+        with timer("logprob"), context:
+            ref_logprobs = frozen_logprobs(ref_model, batch, chunks, temp)  # [N, T]
 
     # 6. micro-batch losses share the full batch's denominator, so their sum is the full-batch loss
     with timer("update"):

@@ -12,10 +12,14 @@ The algorithm, top to bottom:
    the assistant turn only and TRL skips its own (slower) dataset preparation;
 4. train with TRL's ``SFTTrainer`` (fp32 on CPU, cosine schedule, checkpoints under ``checkpoints/``,
    resumed automatically from the newest one);
-5. save ``final/`` (model + tokenizer), then decode greedily on the held-out splits and report exact-answer
-   accuracy as judged by each sample's primary verifier (``rlvr.eval.heldout``: in the reward runtime's pool,
-   ``rewards.*``), per split, to the console, ``metrics.jsonl``, ``eval/`` and
-   wandb.
+5. save ``final/`` (model + tokenizer; with LoRA, ``model.lora.r > 0``: the adapter in ``final/adapter/`` and,
+   by default, the merged plain model: ``rlvr.model_lora.save_final``), then decode greedily on the held-out
+   splits and report exact-answer accuracy as judged by each sample's primary verifier (``rlvr.eval.heldout``: in
+   the reward runtime's pool, ``rewards.*``), per split, to the console, ``metrics.jsonl``, ``eval/`` and wandb.
+
+LoRA (``model.lora.r=8 ...``, docs/lora.md): the model is wrapped with peft adapters after loading, so only the
+adapters (and the rows of thinking tags added as new tokens) train; TRL's checkpoints then hold the adapter, and
+the resume above loads it back.
 
 Departures from the usual recipe: sequences are not packed (they are short and similar in length, so padding
 costs little and packing would leak attention across samples without flash-attention varlen on CPU).
@@ -30,6 +34,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from rlvr.config.loading import Problem, default_output_dir, positive, run_command
+from rlvr.model_lora import lora_problems
 
 
 def validate(cfg: DictConfig) -> list[Problem]:
@@ -46,7 +51,7 @@ def validate(cfg: DictConfig) -> list[Problem]:
     if not 0 < cfg.sft.stop_fraction <= 1:
         problems.append(Problem("sft.stop_fraction", f"must be in (0, 1], got {cfg.sft.stop_fraction}",
                                 "1.0 runs the whole schedule; e.g. 0.667 stops at step 800 of 1,200"))
-    return problems
+    return problems + lora_problems(cfg.model.lora)
 
 
 def stop_step(s) -> int:
@@ -136,6 +141,31 @@ def heldout_eval(cfg: DictConfig, model, tokenizer, task, splits: list[str], out
     return results
 
 
+def load_model(cfg: DictConfig, out: Path, console):
+    """(model, tokenizer) for training: ``rlvr.models.load_for_training``, then LoRA adapters when
+    ``model.lora.r > 0`` (rows of thinking tags added as new tokens train too) with their start-up save check."""
+    from rlvr.model_lora import wrap_for_training
+    from rlvr.models import load_for_training, load_tokenizer
+
+    model, tokenizer = load_for_training(cfg.model, cfg.task, out, console.print)
+    # The shipped tokenizer tells which tokens load_for_training added (their embedding rows start untrained).
+    source = load_tokenizer(cfg.model) if cfg.model.lora.r and cfg.model.add_think_tokens else None
+    return wrap_for_training(model, tokenizer, cfg.model.lora, out, console.print, source_tokenizer=source), tokenizer
+
+
+def save_final_model(cfg: DictConfig, trainer, tokenizer, final_dir: Path):
+    """final/: the trained model + tokenizer; a LoRA model as adapter (+ merged model, ``model.lora.merge_final``)."""
+    from rlvr.model_lora import is_lora, save_final
+
+    model = trainer.model
+    if is_lora(model):
+        save_final(model, tokenizer, final_dir, merge=cfg.model.lora.merge_final)
+    else:
+        trainer.save_model(str(final_dir))
+        tokenizer.save_pretrained(str(final_dir))
+    return model
+
+
 def run(cfg: DictConfig) -> int:
     import torch
     from datasets import Dataset
@@ -143,7 +173,7 @@ def run(cfg: DictConfig) -> int:
     from transformers import TrainerCallback, set_seed
     from trl import SFTTrainer
 
-    from rlvr.models import load_for_training
+    from rlvr.model_lora import generation_model, trainable_parameter_count
     from rlvr.runs.provenance import dataset_fingerprint, task_datasets, task_source, write_stage_card
     from rlvr.tasks import build_task
     from rlvr.runs.tracking import Tracker
@@ -168,7 +198,7 @@ def run(cfg: DictConfig) -> int:
     task = build_task(cfg.task, data_dir=cfg.data_dir)
     console.print(f"[bold]rlvr sft[/bold]  model={cfg.model.name_or_path or cfg.model.name}  task={task.name}  "
                   f"steps={s.max_steps}  out={out}")
-    model, tokenizer = load_for_training(cfg.model, cfg.task, out, console.print)
+    model, tokenizer = load_model(cfg, out, console)
     if s.train_file:  # e.g. rejection-sampled traces (rlvr distill); the held-out eval below still uses the task
         from rlvr.train.distill import read_sft_file
 
@@ -182,8 +212,9 @@ def run(cfg: DictConfig) -> int:
                       f"task.solution_column, or give sft.train_file a non-empty jsonl[/red]")
         return 2
     train = Dataset.from_list(tokenize_for_sft(samples, tokenizer, s.max_length))
-    params = sum(p.numel() for p in model.parameters())
-    console.print(f"{len(train)} training sequences, {params / 1e6:.2f}M parameters")
+    trainable, params = trainable_parameter_count(model)
+    console.print(f"{len(train)} training sequences, {params / 1e6:.2f}M parameters, {trainable / 1e6:.3f}M of them "
+                  "trainable")
 
     # 2. train, resuming from the newest complete checkpoint of an interrupted run
     resume_from = newest_checkpoint(out / "checkpoints") if s.resume else None
@@ -210,16 +241,15 @@ def run(cfg: DictConfig) -> int:
     if resume_from:
         console.print(f"[yellow]resuming from {resume_from}[/yellow]")
     trainer.train(resume_from_checkpoint=resume_from)
-    model = trainer.model
-    trainer.save_model(str(final_dir))
-    tokenizer.save_pretrained(str(final_dir))
+    model = save_final_model(cfg, trainer, tokenizer, final_dir)
     train_seconds = time.time() - started
     console.print(f"saved {final_dir}  ({train_seconds:.0f}s)")
 
     # 3. held-out greedy accuracy, judged by each sample's primary verifier
-    summary: dict[str, float] = {"sft/train_seconds": train_seconds}
+    summary: dict[str, float] = {"sft/train_seconds": train_seconds, "sft/trainable_params": trainable}
     splits = (list(s.eval_splits) or task.default_eval_splits()) if s.eval_num_problems > 0 else []
-    results = heldout_eval(cfg, model, tokenizer, task, splits, out, tracker, console)
+    # A LoRA model is evaluated as trained (adapters active, not the merged copy on disk).
+    results = heldout_eval(cfg, generation_model(model), tokenizer, task, splits, out, tracker, console)
     summary |= {f"heldout/{r.split}/accuracy": r.accuracy for r in results}
     summary["sft/wall_seconds"] = time.time() - started
     # 4. run card (provenance.json + RUNCARD.md) in the run dir and next to the weights, + a wandb artifact

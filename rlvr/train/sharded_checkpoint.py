@@ -68,7 +68,7 @@ def save_sharded_checkpoint(output_dir: str | Path, state: Any, model: Any, poli
     import torch.distributed.checkpoint as dcp
 
     from rlvr.runs.layout import GRPO_STATE_FILE, RunDir
-    from rlvr.train.checkpoint import rng_state
+    from rlvr.train.checkpoint import rng_state, save_model_files
 
     run = RunDir(output_dir)
     final = run.step_checkpoint(state.step)
@@ -81,7 +81,7 @@ def save_sharded_checkpoint(output_dir: str | Path, state: Any, model: Any, poli
     _barrier()  # the folder exists (and is empty) before any rank writes into it
     dcp.save(_state(model, optimizer), checkpoint_id=str(tmp / DCP_DIR))
     if main:
-        policy.save_pretrained(tmp, safe_serialization=True)
+        save_model_files(policy, tmp)
         tokenizer.save_pretrained(tmp)
         torch.save({"step": state.step, "data_position": state.data_position, "optimizer": None,
                     "scheduler": scheduler.state_dict(), "rng": rng_state(), "rng_per_rank": rng_states,
