@@ -11,7 +11,8 @@ must even out (every forward is a collective) and rank 1 is idle, training on a 
    (grpo.sharding=none, the same global batch: 2B prompts) and matches a 1-process run resumed from the
    uninterrupted FSDP run's step-2 checkpoint, step for step. Identical metrics across world sizes are not
    expected: each rank samples with its own seed, so 2 processes draw other completions than 1.
-3. FSDP in one process (a one-rank group) matches the unsharded single-process run for 3 steps.
+3. FSDP in one process (a one-rank group) with activation checkpointing matches the unsharded single-process run
+   for 3 steps.
 """
 
 from __future__ import annotations
@@ -181,11 +182,12 @@ def test_sigkilled_fsdp_run_resumes_in_one_process(runs):
 
 
 def test_one_process_fsdp_matches_an_unsharded_run(runs):
-    """FSDP over a one-rank group (what grpo.fsdp_cpu_offload uses on one GPU) is the unsharded run, step for step:
-    the same micro-batches, the same gradients (no reduction across ranks), the same weights."""
+    """FSDP over a one-rank group (what grpo.fsdp_cpu_offload uses on one GPU), with activation checkpointing, is
+    the unsharded run, step for step: the same micro-batches, the same gradients (no reduction across ranks;
+    recomputed activations equal stored ones), the same weights."""
     root = runs["root"]
     one = (f"grpo.prompts_per_step={B}", f"grpo.max_steps={STEPS}", "grpo.save_every=0")
-    run(root / "one_fsdp", 1, "grpo.sharding=fsdp", *one)
+    run(root / "one_fsdp", 1, "grpo.sharding=fsdp", "grpo.activation_checkpointing=true", *one)  # + recompute
     run(root / "one_none", 1, "grpo.sharding=none", *one)
     sharded, plain = (read_metrics(root / d / "metrics.jsonl") for d in ("one_fsdp", "one_none"))
     assert len(sharded) == len(plain) == STEPS
