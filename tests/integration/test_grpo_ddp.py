@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from process_tree import kill_tree  # tests/ is on sys.path (rootdir conftest)
+from rank_verifier import TESTS_DIR  # tests/ is on sys.path (rootdir conftest)
 from safetensors.torch import load_file
 
 from rlvr.runs.tracking import read_metrics
@@ -26,25 +27,8 @@ from rlvr.runs.tracking import read_metrics
 pytestmark = pytest.mark.slow
 
 B, G = 2, 4
-VERIFIER = '''
-import os
-import zlib
-
-from rlvr.verifiers import VerifyResult
-
-
-class RankVerifier:
-    """Rank 0: a pseudo-random 0/1 per completion text (mixed groups); every other rank: always 0."""
-
-    name = "rank"
-
-    def __call__(self, completion, answer, *, meta=None):
-        if os.environ.get("RANK", "0") != "0":
-            return VerifyResult(0.0)
-        return VerifyResult(float(zlib.crc32(completion.encode()) % 2))
-'''
 ARGS = ["model=tiny", "task=arith", "logger=none", "rollout=hf", "algo=dapo", "algo.overlong=none",
-        "algo.max_sampling_rounds=2", "task.verifiers=[{name:'ddp_rank_verifier:RankVerifier',label:rank}]",
+        "algo.max_sampling_rounds=2", "task.verifiers=[{name:'rank_verifier:RankVerifier',label:rank}]",
         f"grpo.prompts_per_step={B}", f"grpo.group_size={G}", "grpo.max_new_tokens=12", "grpo.max_train_prompts=64",
         "grpo.micro_batch_size=3", "grpo.threads=1", "grpo.eval_num_problems=1", "grpo.eval_splits=[test_ops1]",
         "grpo.eval_max_new_tokens=4", "grpo.num_samples_to_log=4", "rewards.num_workers=0",
@@ -67,7 +51,7 @@ def launch(run_dir: Path, *overrides: str) -> str:
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),
                "-m", "rlvr.cli", "grpo", f"output_dir={run_dir}", *ARGS, *overrides]
-    python_path = [str(run_dir.parent), *filter(None, [os.environ.get("PYTHONPATH")])]  # + the test verifier
+    python_path = [TESTS_DIR, *filter(None, [os.environ.get("PYTHONPATH")])]  # + tests/rank_verifier.py
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "1000",  # COLUMNS: rich would wrap long paths
            # DDP over gloo on CPU, on a GPU machine too (without a GPU, --multi_gpu alone would start two
            # independent single-process runs, which the trainer refuses)
@@ -85,7 +69,6 @@ def launch(run_dir: Path, *overrides: str) -> str:
 
 
 def test_two_process_grpo_shares_the_update_logs_once_and_resumes(tmp_path, tiny_model_dir):
-    (tmp_path / "ddp_rank_verifier.py").write_text(VERIFIER)
     run = tmp_path / "run"
     first = launch(run, "grpo.max_steps=2", "grpo.eval_every=2", "grpo.budget_eval_every=2")
     rows = read_metrics(run / "metrics.jsonl")

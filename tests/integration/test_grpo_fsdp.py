@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import torch
 from process_tree import kill_tree  # tests/ is on sys.path (rootdir conftest)
+from rank_verifier import TESTS_DIR  # tests/ is on sys.path (rootdir conftest)
 from safetensors.torch import load_file
 
 from rlvr.runs.tracking import read_metrics
@@ -34,25 +35,8 @@ from rlvr.runs.tracking import read_metrics
 pytestmark = pytest.mark.slow
 
 B, G, STEPS = 2, 4, 3
-VERIFIER = '''
-import os
-import zlib
-
-from rlvr.verifiers import VerifyResult
-
-
-class RankVerifier:
-    """Rank 0: a pseudo-random 0/1 per completion text (mixed groups); every other rank: always 0."""
-
-    name = "rank"
-
-    def __call__(self, completion, answer, *, meta=None):
-        if os.environ.get("RANK", "0") != "0":
-            return VerifyResult(0.0)
-        return VerifyResult(float(zlib.crc32(completion.encode()) % 2))
-'''
 ARGS = ["model=tiny", "task=arith", "logger=none", "rollout=hf", "algo=dapo", "algo.overlong=none",
-        "algo.max_sampling_rounds=2", "task.verifiers=[{name:'fsdp_rank_verifier:RankVerifier',label:rank}]",
+        "algo.max_sampling_rounds=2", "task.verifiers=[{name:'rank_verifier:RankVerifier',label:rank}]",
         f"grpo.group_size={G}", "grpo.max_new_tokens=12", "grpo.max_train_prompts=64",
         "grpo.micro_batch_size=3", "grpo.threads=1", "grpo.eval_every=0", "grpo.budget_eval_every=0",
         "grpo.num_samples_to_log=2", "rewards.num_workers=0", "grpo.save_every=1", "grpo.learning_rate=3e-3",
@@ -71,7 +55,7 @@ def free_port() -> int:
 
 
 def environment(run_dir: Path) -> dict[str, str]:
-    python_path = [str(run_dir.parent), *filter(None, [os.environ.get("PYTHONPATH")])]  # + the test verifier
+    python_path = [TESTS_DIR, *filter(None, [os.environ.get("PYTHONPATH")])]  # + tests/rank_verifier.py
     return {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "1000", "ACCELERATE_USE_CPU": "true",
             "MASTER_ADDR": "127.0.0.1", "PYTHONPATH": os.pathsep.join(python_path)}
 
@@ -118,7 +102,6 @@ def runs(tmp_path_factory, tiny_model_dir):
     """The FSDP and DDP runs (2 processes, 3 steps) that the tests compare (the tiny model built once, before the
     ranks start: two ranks building it at once into an empty cache race)."""
     root = tmp_path_factory.mktemp("fsdp")
-    (root / "fsdp_rank_verifier.py").write_text(VERIFIER)
     out = {}
     for sharding in ("fsdp", "ddp"):
         out[sharding + "_log"] = run(root / sharding, 2, f"grpo.sharding={sharding}", f"grpo.prompts_per_step={B}",

@@ -29,7 +29,12 @@ pytestmark = pytest.mark.slow
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 HACKABLE = 'task.verifiers=[{name:"rlvr_hackable_verifier:BoxedAnythingVerifier",label:hackable}]'
-GRPO = ["task=arith", "logger=none", "rollout=hf", "algo=grpo", "grpo.max_steps=4", "grpo.prompts_per_step=8",
+# GRPO prompts are 1-operation problems over small numbers: the short SFT knows the format but little arithmetic,
+# and on some CPUs its 2-3-operation answers were never right in 128 tries (nothing for the honest check to see);
+# most boxed answers stay wrong, so the hackable verifier still pays for wrong ones.
+EASY = ["task.arith.min_ops=1", "task.arith.max_ops=1", "task.arith.operand_max=3", "task.arith.value_max=12",
+        "task.arith.start_min=1"]
+GRPO = [*EASY, "task=arith", "logger=none", "rollout=hf", "algo=grpo", "grpo.max_steps=4", "grpo.prompts_per_step=8",
         "grpo.group_size=4", "grpo.max_new_tokens=48", "grpo.max_train_prompts=256", "grpo.eval_every=2",
         "grpo.eval_num_problems=16", "grpo.eval_max_new_tokens=48", "grpo.num_samples_to_log=32",
         "grpo.save_every=0", "grpo.threads=1", "rewards.num_workers=1", "monitors.min_rewarded=2"]
