@@ -7,8 +7,8 @@ Import config classes from here: ``from rlvr.config import ModelConfig``.
 
 from rlvr.config.algo import AlgoConfig
 from rlvr.config.derived import default_k_list
-from rlvr.config.grpo import (BUDGET_STATEMENT, ROLLOUT_ENGINES, TRAIN_BUDGET_MODES, GRPOConfig, MonitorConfig,
-                              TrainBudgetConfig)
+from rlvr.config.grpo import (BUDGET_STATEMENT, GRPO_ROLLOUT_ENGINES, ROLLOUT_ENGINES, SYNC_TRANSPORTS,
+                              TRAIN_BUDGET_MODES, GRPOConfig, MonitorConfig, ServerConfig, TrainBudgetConfig)
 from rlvr.config.options import MISSING, opt
 from rlvr.config.schema import (SCHEMAS, ContaminationRunConfig, DistillRunConfig, EvalRunConfig, GRPORunConfig,
                                 PipelineRunConfig, RunConfig, SFTRunConfig, TasksRunConfig, register_configs)
@@ -18,9 +18,11 @@ from rlvr.config.stages import (PIPELINE_STAGES, ContaminationConfig, DistillCon
                                 StageOverrides)
 
 __all__ = [
-    "BUDGET_STATEMENT", "MISSING", "PIPELINE_STAGES", "ROLLOUT_ENGINES", "SCHEMAS", "TRAIN_BUDGET_MODES", "AlgoConfig",
-    "ArithConfig", "ContaminationConfig", "ContaminationRunConfig", "DistillConfig", "DistillRunConfig", "EvalConfig",
-    "EvalRunConfig", "GRPOConfig", "GRPORunConfig", "LoggerConfig", "ModelConfig", "MonitorConfig", "PipelineConfig",
-    "PipelineRunConfig", "RewardsConfig", "RunCardConfig", "RunConfig", "SFTConfig", "SFTRunConfig", "StageOverrides",
-    "TaskConfig", "TasksRunConfig", "TinyModelConfig", "TrainBudgetConfig", "default_k_list", "opt", "register_configs",
+    "BUDGET_STATEMENT", "GRPO_ROLLOUT_ENGINES", "MISSING", "PIPELINE_STAGES", "ROLLOUT_ENGINES", "SCHEMAS",
+    "SYNC_TRANSPORTS", "TRAIN_BUDGET_MODES", "AlgoConfig", "ArithConfig", "ContaminationConfig",
+    "ContaminationRunConfig", "DistillConfig", "DistillRunConfig", "EvalConfig", "EvalRunConfig", "GRPOConfig",
+    "GRPORunConfig", "LoggerConfig", "ModelConfig", "MonitorConfig", "PipelineConfig", "PipelineRunConfig",
+    "RewardsConfig", "RunCardConfig", "RunConfig", "SFTConfig", "SFTRunConfig", "ServerConfig", "StageOverrides",
+    "TaskConfig", "TasksRunConfig", "TinyModelConfig", "TrainBudgetConfig", "default_k_list", "opt",
+    "register_configs",
 ]

@@ -8,7 +8,9 @@ from typing import Optional
 from rlvr.config.derived import by_size
 from rlvr.config.options import opt
 
-ROLLOUT_ENGINES = ("hf", "vllm", "auto")
+ROLLOUT_ENGINES = ("hf", "vllm", "auto")  # in-process engines: every command that samples (grpo, distill, pipeline)
+GRPO_ROLLOUT_ENGINES = (*ROLLOUT_ENGINES, "server")  # rlvr grpo also samples from vLLM servers (server.*)
+SYNC_TRANSPORTS = ("disk", "gloo", "nccl")  # rlvr.rollout.weight_sync; only disk is implemented so far
 
 
 # The budget statement: one line appended to the prompt's last user message. L1 (Aggarwal & Welleck 2025, arXiv
@@ -122,6 +124,36 @@ class GRPOConfig:
     train_budget: TrainBudgetConfig = opt(factory=TrainBudgetConfig, help="thinking budget of the rollouts: none, "
                                                                           "fixed, or sampled per prompt and stated "
                                                                           "in it")
+
+
+# ------------------------------------------------------------------------------------- rollout servers
+@dataclass
+class ServerConfig:
+    """``rollout=server``: vLLM OpenAI servers launched by rlvr on loopback, or attached to (rlvr.rollout.server,
+    rlvr.rollout.server_engine, rlvr.rollout.weight_sync; docs/servers.md)."""
+
+    urls: list[str] = opt(factory=list, help=(
+        "attach to these running servers (http://host:port) instead of launching any; they must run with "
+        "VLLM_SERVER_DEV_MODE=1 and --worker-extension-cls rlvr.rollout.server_worker.RlvrWorkerExtension, serve "
+        "the policy's architecture, and see server.sync_dir (disk sync). Attached servers are never stopped. "
+        "Empty = rlvr launches server.num_servers on 127.0.0.1 and stops them at the end"))
+    num_servers: int = opt(1, "servers rlvr launches (ignored with server.urls). Prompts are dealt round-robin, a "
+                              "group per request. On CPU the cores are split between them (one server on all cores "
+                              "is usually fastest); on GPUs server i gets GPU i")
+    sync: str = opt("disk", "weight transport after each update: disk (safetensors folder + reload RPC; works "
+                            "everywhere the folder is shared, ~0.05 s for the tiny model), gloo (CPU tensor stream) "
+                            "or nccl (GPU weight-transfer API): gloo and nccl are not implemented yet. Every sync "
+                            "is checksummed; a mismatch stops the run")
+    sync_dir: Optional[str] = opt(None, "folder for the disk sync's weight files (one version at a time); must be "
+                                        "readable by the servers. None = <output_dir>/servers/weights")
+    startup_timeout_s: float = opt(600.0, "seconds a launched server may take to become healthy (tiny model on 2 CPU "
+                                          "cores: ~30-60 s; a 7B model on a GPU: minutes); then the run stops with "
+                                          "the server's log")
+    request_timeout_s: float = opt(600.0, "seconds one completion request or weight reload may take")
+    max_model_len: Optional[int] = opt(None, "prompt + completion cap of launched servers' KV cache; None = the "
+                                             "model's max positions (a longer request is rejected)")
+    extra_args: list[str] = opt(factory=list, help="more `vllm serve` flags for launched servers, e.g. "
+                                                   "['--max-num-seqs', '64', '--gpu-memory-utilization', '0.8']")
 
 
 # ------------------------------------------------------------------------------------- grpo monitors

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from rlvr.config.algo import AlgoConfig
-from rlvr.config.grpo import GRPOConfig, MonitorConfig
+from rlvr.config.grpo import GRPOConfig, MonitorConfig, ServerConfig
 from rlvr.config.options import opt
 from rlvr.config.sections import LoggerConfig, ModelConfig, RewardsConfig, RunCardConfig, SFTConfig, TaskConfig
 from rlvr.config.stages import ContaminationConfig, DistillConfig, EvalConfig, PipelineConfig
@@ -64,8 +64,12 @@ class GRPORunConfig(RunConfig):
         "tag are not used: each sweep is eval/budget_sweep_step<N>.json). Samples with HF generate on the policy"))
     rollout: str = opt("auto", "rollout engine: hf (transformers generate on the policy itself), vllm (a vLLM "
                                "engine colocated in the trainer, weights synced after each update: paged KV cache, "
-                               "prefix sharing across a group; rlvr.rollout.vllm_engine), or auto = vllm when CUDA "
-                               "is present and vllm installed, else hf (the choice is logged)")
+                               "prefix sharing across a group; rlvr.rollout.vllm_engine), server (vLLM OpenAI "
+                               "servers, launched on loopback or attached to: the server.* options; "
+                               "rlvr.rollout.server_engine), or auto = vllm when CUDA is present and vllm "
+                               "installed, else hf (the choice is logged)")
+    server: ServerConfig = opt(factory=ServerConfig, help="rollout=server: which servers (launched or attached), "
+                                                          "the weight transport, time-outs")
 
 
 SCHEMAS["grpo"] = GRPORunConfig

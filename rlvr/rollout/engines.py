@@ -1,4 +1,4 @@
-"""The rollout engine factory: a name ("hf", "vllm") -> a ``RolloutEngine`` over a model.
+"""The rollout engine factory: a name ("hf", "vllm", "server") -> a ``RolloutEngine`` over a model.
 
 Apart from ``base`` (the interface every engine implements) so that the interface does not import its
 implementations: each engine module imports ``base``, and only this factory imports the engines, lazily, so that
@@ -13,11 +13,23 @@ from rlvr.rollout.base import RolloutEngine
 
 
 def build_engine(name: str, model: Any, tokenizer: Any, *, seed: int, think_open: str, think_close: str,
-                 batch_size: int) -> RolloutEngine:
-    """The rollout engine ``name`` ("hf" or "vllm") over ``model``; engines are imported only when asked for.
+                 batch_size: int, server: Any = None, run_dir: Any = None) -> RolloutEngine:
+    """The rollout engine ``name`` ("hf", "vllm" or "server") over ``model``; engines are imported only when asked.
 
     ``batch_size`` is the HF engine's rows per decode call (vLLM schedules its own batches); ``seed`` seeds
-    vLLM's engine (the HF engine takes seeds per call through ``SamplingParams``)."""
+    vLLM's engine (the HF engine takes seeds per call through ``SamplingParams``). "server" needs ``server`` (the
+    ``server.*`` section, ``rlvr.config.ServerConfig``) and ``run_dir`` (server logs, default sync folder)."""
+    if name == "server":
+        from rlvr.rollout.server_engine import ServerEngine
+
+        if server is None or run_dir is None:
+            raise ValueError("rollout engine 'server' needs the server.* options and a run directory; it is "
+                             "rlvr grpo's (rollout=server)")
+        return ServerEngine.start(model, tokenizer, urls=list(server.urls), num_servers=server.num_servers,
+                                  sync=server.sync, run_dir=run_dir, seed=seed, max_model_len=server.max_model_len,
+                                  startup_timeout_s=server.startup_timeout_s,
+                                  request_timeout_s=server.request_timeout_s, extra_args=list(server.extra_args),
+                                  sync_dir=server.sync_dir, think_open=think_open, think_close=think_close)
     if name == "vllm":
         from rlvr.rollout.vllm_engine import VLLMEngine
 
@@ -26,4 +38,4 @@ def build_engine(name: str, model: Any, tokenizer: Any, *, seed: int, think_open
         from rlvr.rollout.hf import HFEngine
 
         return HFEngine(model, tokenizer, batch_size=batch_size, think_open=think_open, think_close=think_close)
-    raise ValueError(f"unknown rollout engine {name!r}; valid: hf, vllm")
+    raise ValueError(f"unknown rollout engine {name!r}; valid: hf, vllm, server")

