@@ -141,9 +141,9 @@ class ServerConfig:
                               "group per request. On CPU the cores are split between them (one server on all cores "
                               "is usually fastest); on GPUs server i gets GPU i")
     sync: str = opt("disk", "weight transport after each update: disk (safetensors folder + reload RPC; works "
-                            "everywhere the folder is shared, ~0.05 s for the tiny model), gloo (CPU tensor stream) "
-                            "or nccl (GPU weight-transfer API): gloo and nccl are not implemented yet. Every sync "
-                            "is checksummed; a mismatch stops the run")
+                            "everywhere the folder is shared, ~0.05 s for the tiny model), the only one so far "
+                            "(gloo and nccl streams are planned). Every sync is checksummed; a mismatch stops the "
+                            "run")
     sync_dir: Optional[str] = opt(None, "folder for the disk sync's weight files (one version at a time); must be "
                                         "readable by the servers. None = <output_dir>/servers/weights")
     startup_timeout_s: float = opt(600.0, "seconds a launched server may take to become healthy (tiny model on 2 CPU "
