@@ -154,6 +154,12 @@ class ServerConfig:
                                              "model's max positions (a longer request is rejected)")
     extra_args: list[str] = opt(factory=list, help="more `vllm serve` flags for launched servers, e.g. "
                                                    "['--max-num-seqs', '64', '--gpu-memory-utilization', '0.8']")
+    max_staleness: int = opt(0, "K: steps of rollouts the servers may sample ahead of the update (bounded-staleness "
+                                "async GRPO, rlvr.train.async_source). 0 = synchronous: rollouts and updates "
+                                "alternate, the servers idle during the update. K>0 overlaps generation with the "
+                                "update (up to ~2x faster when both take as long) but trains on samples up to K "
+                                "policy versions old, corrected by truncated importance sampling against the "
+                                "servers' logprobs: needs algo.tis=true; only with rollout=server")
 
 
 # ------------------------------------------------------------------------------------- grpo monitors

