@@ -29,7 +29,7 @@ def trl_worker(spec: RunSpec) -> dict[str, Any]:
     from rlvr.train.loop_parts import PromptStream
     from rlvr.models import load_model, load_tokenizer
     from rlvr.rewards.runtime import RewardRuntime, RewardsConfig
-    from rlvr.rollout.hf import render_prompt
+    from rlvr.rollout.prompts import render_prompt
     from rlvr.tasks import build_task
 
     out = Path(spec.out_dir)

@@ -95,6 +95,16 @@ class RolloutEngine(ABC):
     def generate(self, samples: Sequence[Sample], n: int = 1, params: SamplingParams | None = None) -> list[Rollout]:
         """``n`` completions per sample, prompt-major: result[i*n + j] is completion j of samples[i]."""
 
+    def _request(self, samples: Sequence[Sample], n: int,
+                 params: SamplingParams | None) -> tuple[SamplingParams, list[list[int]]]:
+        """What every ``generate`` starts with: the sampling settings (default ``SamplingParams()``), ``n >= 1``
+        checked, and each sample's prompt token ids through the chat template (the tokens the trainer re-scores)."""
+        from rlvr.rollout.prompts import render_prompt
+
+        if n < 1:
+            raise ValueError(f"n={n} must be >= 1")
+        return params or SamplingParams(), [render_prompt(self.tokenizer, s.prompt) for s in samples]
+
     def close(self) -> None:
         """Release engine resources (GPU memory, worker processes). Default: nothing to release."""
 

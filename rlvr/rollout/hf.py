@@ -67,7 +67,6 @@ import torch
 from rlvr.rollout.base import RolloutEngine, SamplingParams
 from rlvr.rollout.budget import Segment, generate_with_budget
 from rlvr.rollout.decode import UnsupportedCache, decode, loop_support, top_p_filter
-from rlvr.rollout.prompts import render_prompt
 from rlvr.rollout.types import Rollout
 from rlvr.tasks.base import Sample
 
@@ -166,10 +165,7 @@ class HFEngine(RolloutEngine):
 
     # ------------------------------------------------------------------------------------------ generate
     def generate(self, samples: Sequence[Sample], n: int = 1, params: SamplingParams | None = None) -> list[Rollout]:
-        params = params or SamplingParams()
-        if n < 1:
-            raise ValueError(f"n={n} must be >= 1")
-        prompts = [render_prompt(self.tokenizer, s.prompt) for s in samples]
+        params, prompts = self._request(samples, n, params)
         per_call = max(1, self.batch_size // n)
         device = self.model.device
         rollouts: list[Rollout] = []

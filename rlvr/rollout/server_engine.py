@@ -41,7 +41,6 @@ from typing import Any, Sequence
 
 from rlvr.rollout.base import RolloutEngine, SamplingParams
 from rlvr.rollout.budget import Segment, generate_with_budget
-from rlvr.rollout.prompts import render_prompt
 from rlvr.rollout.server import Server, ServerError, attach_servers, launch_servers, request, shutdown
 from rlvr.rollout.types import Rollout
 from rlvr.rollout.weight_sync import WeightSync
@@ -162,9 +161,9 @@ class ServerEngine(RolloutEngine):
         def server_of(prefix: Sequence[int]) -> Server:
             return next((route[key] for k in lengths if (key := tuple(prefix[:k])) in route), self.servers[0])
 
-        jobs = [(server_of(p), self._body(server_of(p), p, params, 1, seed, max_tokens=k, stop_ids=stop_ids,
-                                          stop=stop_strings))
-                for p, k, seed in zip(prefixes, max_new, seeds)]
+        servers = [server_of(p) for p in prefixes]  # [rows] the server each row's prompt went to
+        jobs = [(server, self._body(server, p, params, 1, seed, max_tokens=k, stop_ids=stop_ids, stop=stop_strings))
+                for server, p, k, seed in zip(servers, prefixes, max_new, seeds)]
         segments = []
         for (c,) in self._complete(jobs):
             logprobs = [float(x) for x in c["logprobs"]["token_logprobs"]]
@@ -172,12 +171,9 @@ class ServerEngine(RolloutEngine):
         return segments
 
     def generate(self, samples: Sequence[Sample], n: int = 1, params: SamplingParams | None = None) -> list[Rollout]:
-        params = params or SamplingParams()
-        if n < 1:
-            raise ValueError(f"n={n} must be >= 1")
+        params, prompts = self._request(samples, n, params)
         if not samples:
             return []
-        prompts = [render_prompt(self.tokenizer, s.prompt) for s in samples]
         servers = [self.servers[i % len(self.servers)] for i in range(len(samples))]  # round-robin by prompt
         if params.budget is not None:  # phases driven by rlvr.rollout.budget, sampled by _continue
             route = {tuple(p): s for p, s in zip(prompts, servers)}

@@ -128,23 +128,12 @@ import torch  # noqa: E402
 
 from rlvr.rollout.base import RolloutEngine, SamplingParams  # noqa: E402
 from rlvr.rollout.budget import Segment, generate_with_budget  # noqa: E402
-from rlvr.rollout.prompts import render_prompt  # noqa: E402
 from rlvr.rollout.types import Rollout  # noqa: E402
 from rlvr.tasks.base import Sample  # noqa: E402
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")  # torch.float32 -> "float32", a vLLM dtype name
-
-
-def _named_weights(policy: Any) -> list[tuple[str, torch.Tensor]]:
-    """(checkpoint name, tensor) for every weight: detached views of the live parameters (no copy until vLLM
-    writes them into its own storage), or a LoRA model's merged weights (new tensors, the base's names)."""
-    from rlvr.model_lora import is_lora, iter_merged_weights
-
-    if is_lora(policy):
-        return [(name, w.detach()) for name, w in iter_merged_weights(policy)]
-    return [(name, p.detach()) for name, p in policy.named_parameters()]
 
 
 def _reload_in_worker(worker: Any, named: list[tuple[str, torch.Tensor]]) -> set[str]:
@@ -299,13 +288,10 @@ class VLLMEngine(RolloutEngine):
         return segments
 
     def generate(self, samples: Sequence[Sample], n: int = 1, params: SamplingParams | None = None) -> list[Rollout]:
-        params = params or SamplingParams()
-        if n < 1:
-            raise ValueError(f"n={n} must be >= 1")
+        params, prompts = self._request(samples, n, params)
         if not samples:
             return []
         self.wake_up()
-        prompts = [render_prompt(self.tokenizer, s.prompt) for s in samples]
         if params.budget is not None:  # phases driven by rlvr.rollout.budget, sampled by _continue
             return generate_with_budget(self, partial(self._continue, params=params), samples, prompts, n, params)
         # vLLM gives child j of a request seed + j; prompt i starts at seed + i*n so no two completions share a
@@ -377,7 +363,9 @@ class VLLMEngine(RolloutEngine):
                 "the variable was already set)")
         start = time.perf_counter()
         self.wake_up()
-        named = _named_weights(policy)
+        from rlvr.rollout.weight_sync import named_weights
+
+        named = named_weights(policy)
         with torch.no_grad():
             missing = self.llm.collective_rpc(_reload_in_worker, args=(named,))[0]
         if missing:

@@ -108,10 +108,14 @@ def compare(expected: Mapping[str, Checksum], report: Mapping[str, Any], *, vers
 
 
 def named_weights(policy: Any) -> list[tuple[str, torch.Tensor]]:
-    """(checkpoint name, tensor) for every weight, as the in-process vLLM engine sends them (LoRA merged)."""
-    from rlvr.rollout.vllm_engine import _named_weights
+    """(checkpoint name, tensor) for every weight a sync sends, in-process vLLM and servers alike: detached views
+    of the live parameters (no copy until the engine writes them into its own storage), or a LoRA model's merged
+    weights (new tensors, the base's names: ``rlvr.model_lora.iter_merged_weights``)."""
+    from rlvr.model_lora import is_lora, iter_merged_weights
 
-    return _named_weights(policy)
+    if is_lora(policy):
+        return [(name, w.detach()) for name, w in iter_merged_weights(policy)]
+    return [(name, p.detach()) for name, p in policy.named_parameters()]
 
 
 class WeightSync(ABC):
