@@ -22,11 +22,12 @@ Identical on both sides: the model folder (default: the embedded tiny model buil
 ``model=<name>`` is, SmolLM2's packaged GGUF converted once into a cached plain HF folder), fp32 on CPU, the
 tokenizer and its chat template, the ``arith`` train prompts in our PromptStream order (TRL with
 ``shuffle_dataset=False``), B prompts x G completions per optimizer step (TRL: ``per_device_train_batch_size =
-B*G``, ``num_generations = G``, ``gradient_accumulation_steps = 1``), one
+micro``, ``num_generations = G``, ``gradient_accumulation_steps = B*G / micro``; ``--micro-batch``, default B*G), one
 generation round and one optimizer step per batch (``num_iterations = 1`` / ``updates_per_batch = 1``; our dynamic
 sampling off), max new tokens, temperature 1.0 / top-p 1 / no top-k, no KL (beta 0, no reference model),
 constant LR (same value), AdamW(0.9, 0.99, eps 1e-8, no weight decay, torch implementation), grad clip 1.0, the
-whole batch in one forward/backward (our ``grpo.micro_batch_size = B*G``), no gradient checkpointing (TRL turns it
+same micro-batch (our ``grpo.micro_batch_size = micro``: a micro-batch of B*G completions holds whole groups, so a
+smaller one splits them on both sides alike), no gradient checkpointing (TRL turns it
 on by default), seed 0, the same torch thread count (``--threads``; default ``$OMP_NUM_THREADS`` or every CPU this
 process may use) and, with vLLM, the same engine settings (``enforce_eager``, fp32, prefix caching,
 ``VLLM_CPU_KVCACHE_SPACE=1``, OMP threads bound to the first ``--threads`` CPUs, engine core in-process).
@@ -221,6 +222,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1, help="first steps of each run left out of step times")
     p.add_argument("--prompts", type=int, default=8, help="B: prompts per step")
     p.add_argument("--group", type=int, default=8, help="G: completions per prompt")
+    p.add_argument("--micro-batch", type=int, default=0,
+                   help="completions per forward/backward, both sides (ours grpo.micro_batch_size, TRL per-device batch "
+                        "with B*G/micro accumulation steps); 0 = all B*G at once (8x8x256 on SmolLM2 needs ~8 in 24 GB)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--lr-scheduler", default="constant", help="transformers scheduler name (both sides)")

@@ -35,6 +35,7 @@ class RunSpec:
     steps: int
     prompts: int = 8  # B
     group: int = 8  # G
+    micro_batch: int = 0  # completions per forward/backward (0 = all B*G at once); TRL: per-device batch x accumulation
     max_new_tokens: int = 64
     lr: float = 3e-5
     temperature: float = 1.0
@@ -136,7 +137,7 @@ def _mirrored_overrides(spec: RunSpec) -> list[str]:
         *([f"task.verifiers=[{','.join(spec.verifiers)}]"] if spec.verifiers else []),
         *[f"task.arith.{k}={json.dumps(v)}" for k, v in spec.arith.items()],
         "grpo.weight_decay=0.0", "grpo.adam_beta1=0.9", "grpo.adam_beta2=0.99", "grpo.max_grad_norm=1.0",
-        "grpo.updates_per_batch=1", f"grpo.micro_batch_size={spec.prompts * spec.group}",
+        "grpo.updates_per_batch=1", f"grpo.micro_batch_size={micro_batch(spec)}",
         f"grpo.rollout_batch_size={spec.prompts * spec.group}", f"grpo.max_train_prompts={spec.train_prompts}",
         "grpo.eval_every=0", "grpo.budget_eval_every=0", "grpo.save_every=0", "grpo.resume=false",
         "grpo.num_samples_to_log=0",
@@ -145,14 +146,26 @@ def _mirrored_overrides(spec: RunSpec) -> list[str]:
     ]
 
 
+def micro_batch(spec: RunSpec) -> int:
+    """Completions per forward/backward; B*G must be a multiple of it (checked here, for both sides alike)."""
+    total = spec.prompts * spec.group
+    micro = spec.micro_batch or total
+    if total % micro:
+        raise SystemExit(f"--micro-batch {micro}: B*G = {spec.prompts} x {spec.group} = {total} is not a multiple of "
+                         f"it; pick a divisor of {total}")
+    return micro
+
+
 def trl_config_kwargs(spec: RunSpec) -> dict[str, Any]:
     """``trl.GRPOConfig`` arguments for ``spec`` (the mirror image of ``ours_overrides``)."""
     return dict(
         output_dir=str(Path(spec.out_dir) / "trainer"),
         max_steps=spec.steps,
-        per_device_train_batch_size=spec.prompts * spec.group,  # completions per step = B prompts x G
+        # completions per optimizer step = B prompts x G, in (B*G / micro) accumulated micro-batches; TRL generates the
+        # whole B*G batch once per optimizer step (generation_batch_size = per-device batch x accumulation)
+        per_device_train_batch_size=micro_batch(spec),
         num_generations=spec.group,
-        gradient_accumulation_steps=1,
+        gradient_accumulation_steps=spec.prompts * spec.group // micro_batch(spec),
         num_iterations=1,
         max_completion_length=spec.max_new_tokens,
         temperature=spec.temperature, top_p=1.0, top_k=0, min_p=None, repetition_penalty=1.0,
@@ -305,7 +318,8 @@ def resolve_model(path: str | None) -> str:
 
 def base_spec(args, engine: str, model: str) -> RunSpec:
     return RunSpec(system="ours", engine=engine, model=model, out_dir="", steps=args.steps, prompts=args.prompts,
-                   group=args.group, max_new_tokens=args.max_new_tokens, lr=args.lr, temperature=args.temperature,
+                   group=args.group, micro_batch=args.micro_batch, max_new_tokens=args.max_new_tokens, lr=args.lr,
+                   temperature=args.temperature,
                    lr_scheduler=args.lr_scheduler, warmup_steps=args.warmup_steps,
                    verifiers=tuple(v.strip() for v in (args.verifiers or "").split(",") if v.strip()),
                    threads=args.threads, seed=args.seed,

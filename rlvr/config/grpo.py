@@ -10,7 +10,7 @@ from rlvr.config.options import opt
 
 ROLLOUT_ENGINES = ("hf", "vllm", "auto")  # in-process engines: every command that samples (grpo, distill, pipeline)
 GRPO_ROLLOUT_ENGINES = (*ROLLOUT_ENGINES, "server")  # rlvr grpo also samples from vLLM servers (server.*)
-SYNC_TRANSPORTS = ("disk", "gloo", "nccl")  # rlvr.rollout.weight_sync; only disk is implemented so far
+SYNC_TRANSPORTS = ("disk", "gloo", "nccl")  # rlvr.rollout.weight_sync; nccl (GPU) is refused by validation
 
 
 # The budget statement: one line appended to the prompt's last user message. L1 (Aggarwal & Welleck 2025, arXiv
@@ -140,10 +140,12 @@ class ServerConfig:
     num_servers: int = opt(1, "servers rlvr launches (ignored with server.urls). Prompts are dealt round-robin, a "
                               "group per request. On CPU the cores are split between them (one server on all cores "
                               "is usually fastest); on GPUs server i gets GPU i")
-    sync: str = opt("disk", "weight transport after each update: disk (safetensors folder + reload RPC; works "
-                            "everywhere the folder is shared, ~0.05 s for the tiny model), the only one so far "
-                            "(gloo and nccl streams are planned). Every sync is checksummed; a mismatch stops the "
-                            "run")
+    sync: str = opt("disk", "weight transport after each update: disk (safetensors folder + reload RPC; the "
+                            "servers must see server.sync_dir) or gloo (tensors broadcast over a gloo group; no "
+                            "shared folder, the servers must reach server.sync_host). Every sync is checksummed; a "
+                            "mismatch stops the run. nccl (GPU) is refused here")
+    sync_host: str = opt("127.0.0.1", "gloo sync: the trainer's address its per-server groups are served on; "
+                                      "loopback for local servers, an address the servers can reach otherwise")
     sync_dir: Optional[str] = opt(None, "folder for the disk sync's weight files (one version at a time); must be "
                                         "readable by the servers. None = <output_dir>/servers/weights")
     startup_timeout_s: float = opt(600.0, "seconds a launched server may take to become healthy (tiny model on 2 CPU "

@@ -77,7 +77,7 @@ class ServerEngine(RolloutEngine):
     def start(cls, policy: Any, tokenizer: Any, *, urls: Sequence[str] = (), num_servers: int = 1,
               sync: str = "disk", run_dir: str | Path, seed: int = 0, max_model_len: int | None = None,
               startup_timeout_s: float = 600.0, request_timeout_s: float = 600.0, extra_args: Sequence[str] = (),
-              sync_dir: str | None = None, think_open: str = "<think>",
+              sync_dir: str | None = None, sync_host: str = "127.0.0.1", think_open: str = "<think>",
               think_close: str = "</think>") -> "ServerEngine":
         """Attach to ``urls``, or launch ``num_servers`` on loopback (logs in ``<run_dir>/servers/``), then sync."""
         import torch
@@ -85,7 +85,8 @@ class ServerEngine(RolloutEngine):
         from rlvr.rollout.weight_sync import build_sync
 
         run_dir = Path(run_dir)
-        transport = build_sync(sync, sync_dir=sync_dir or run_dir / "servers" / "weights", timeout_s=request_timeout_s)
+        transport = build_sync(sync, sync_dir=sync_dir or run_dir / "servers" / "weights", host=sync_host,
+                               timeout_s=request_timeout_s)
         scratch = None
         if urls:
             servers = attach_servers(urls, timeout_s=min(startup_timeout_s, 120.0))
@@ -220,7 +221,7 @@ class ServerEngine(RolloutEngine):
     def close(self) -> None:
         """Stop the servers rlvr launched (attached ones keep running), delete the sync folder. Idempotent."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.sync.close()  # first: a gloo sync tells the servers to drop its groups
         shutdown(self.servers)
-        self.sync.close()
         if self._scratch:
             shutil.rmtree(self._scratch, ignore_errors=True)

@@ -10,6 +10,10 @@ server's ``POST /collective_rpc`` (``VLLM_SERVER_DEV_MODE=1``), once per worker,
 - ``rlvr_reload(folder, version)``: in-place reload of every ``*.safetensors`` file in ``folder`` (``disk`` sync,
   ``rlvr.rollout.weight_sync``), returning the checksum of each tensor as ``load_weights`` consumed it, the engine
   parameters nothing wrote and the version now held.
+- ``rlvr_gloo_init(host, port, world_size, timeout_s)`` / ``rlvr_gloo_receive(manifest, version)`` /
+  ``rlvr_gloo_close()``: the ``gloo`` sync (``rlvr.rollout.gloo_sync``): join the trainer's group for this server
+  (rank 1 + this worker's rank), then receive the manifest's tensors by broadcast, one at a time, into the same
+  reload and the same report as ``rlvr_reload``.
 
 Guarantees
 ----------
@@ -25,7 +29,10 @@ How to run the tests: ``python -m pytest -q -m vllm tests/integration/test_serve
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -44,22 +51,60 @@ class RlvrWorkerExtension:
     def rlvr_reload(self, folder: str, version: str) -> dict:
         from safetensors import safe_open
 
-        from rlvr.rollout.vllm_engine import _repack_cpu_kept_weights
-
-        start = time.perf_counter()
         files = sorted(Path(folder).glob("*.safetensors"))
-        model = self.get_model()
-        expected = {name for name, _ in model.named_parameters()}
-        loaded: set[str] = set()  # engine parameters load_weights reports as written
-        sums: dict[str, list] = {}  # checkpoint name -> checksum of the tensor as load_weights received it
 
         def tensors() -> Iterator[tuple[str, torch.Tensor]]:
             for path in files:
                 with safe_open(str(path), framework="pt", device="cpu") as f:
                     for name in f.keys():
-                        t = f.get_tensor(name)
-                        sums[name] = encode_checksum(tensor_checksum(t))
-                        yield name, t
+                        yield name, f.get_tensor(name)
+
+        return self._rlvr_load(tensors(), version) | {"files": [p.name for p in files]}
+
+    def rlvr_gloo_init(self, host: str, port: str, world_size: str, timeout_s: str) -> dict:
+        from torch.distributed import TCPStore
+
+        from rlvr.rollout.gloo_sync import gloo_group
+
+        timeout = float(timeout_s)
+        rank = 1 + int(getattr(self, "rank", 0) or 0)
+        store = TCPStore(host, int(port), None, False, datetime.timedelta(seconds=timeout))
+        address = _address_towards(host, int(port))
+        self._rlvr_gloo = gloo_group(store, rank, int(world_size), bind_address=address, timeout_s=timeout)
+        self._rlvr_gloo_store = store
+        return {"rank": rank, "address": address}
+
+    def rlvr_gloo_receive(self, manifest: str, version: str) -> dict:
+        group = getattr(self, "_rlvr_gloo", None)
+        if group is None:
+            raise RuntimeError("rlvr_gloo_receive before rlvr_gloo_init: this worker is in no gloo group")
+
+        def tensors() -> Iterator[tuple[str, torch.Tensor]]:
+            for name, shape, dtype in json.loads(manifest):
+                t = torch.empty(shape, dtype=getattr(torch, dtype))
+                group.broadcast(t, 0).wait()
+                yield name, t
+
+        return self._rlvr_load(tensors(), version) | {"transport": "gloo"}
+
+    def rlvr_gloo_close(self) -> dict:
+        self._rlvr_gloo = self._rlvr_gloo_store = None
+        return {"closed": True}
+
+    def _rlvr_load(self, source: Iterator[tuple[str, torch.Tensor]], version: str) -> dict:
+        """Reload from ``source`` in place, recording each tensor's checksum as ``load_weights`` takes it."""
+        from rlvr.rollout.vllm_engine import _repack_cpu_kept_weights
+
+        start = time.perf_counter()
+        model = self.get_model()
+        expected = {name for name, _ in model.named_parameters()}
+        loaded: set[str] = set()  # engine parameters load_weights reports as written
+        sums: dict[str, list] = {}  # checkpoint name -> checksum of the tensor as load_weights received it
+
+        def recorded() -> Iterator[tuple[str, torch.Tensor]]:
+            for name, t in source:
+                sums[name] = encode_checksum(tensor_checksum(t))
+                yield name, t
 
         original = model.load_weights
 
@@ -71,10 +116,19 @@ class RlvrWorkerExtension:
         model.load_weights = recording_load_weights  # an instance attribute shadows the method for this call
         try:
             with torch.no_grad():
-                self.reload_weights(weights_iterator=tensors(), is_checkpoint_format=True)
+                self.reload_weights(weights_iterator=recorded(), is_checkpoint_format=True)
         finally:
             del model.load_weights
+            for _ in source:  # a stream must be drained (the sender blocks otherwise); these were not loaded
+                pass
         _repack_cpu_kept_weights(self, model)
         self._rlvr_version = int(version)
         return {"version": self._rlvr_version, "checksums": sums, "missing": sorted(expected - loaded),
-                "files": [p.name for p in files], "seconds": time.perf_counter() - start}
+                "seconds": time.perf_counter() - start}
+
+
+def _address_towards(host: str, port: int) -> str:
+    """The local address the route to ``host`` leaves from (a UDP connect sends nothing; loopback stays loopback)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((host, port))
+        return s.getsockname()[0]

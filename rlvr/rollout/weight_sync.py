@@ -11,8 +11,9 @@ update -> ``/reset_prefix_cache`` (cached KV blocks were computed with the old w
   into ``<sync_dir>/v<version>/``; the worker extension (``rlvr.rollout.server_worker``) streams that file through
   vLLM's in-place reload (``reload_weights(weights_iterator=..., is_checkpoint_format=True)``, the in-process
   engine's path, plus its CPU repack of the tied LM head). The previous version's folder is deleted afterwards.
-- ``gloo`` (stream tensors over a gloo group, CPU) and ``nccl`` (vLLM's weight-transfer API, GPU): not
-  implemented yet; ``build_sync`` says so.
+- ``gloo`` (``rlvr.rollout.gloo_sync.GlooSync``, no shared folder needed): the trainer broadcasts each tensor to
+  the server's workers over a gloo group of its own; the worker feeds them to the same reload as they arrive.
+- ``nccl`` (vLLM's weight-transfer API, GPU): not built; validation refuses it (``IMPLEMENTED_TRANSPORTS``).
 
 The checksum, and what it proves
 --------------------------------
@@ -47,7 +48,7 @@ import torch
 from rlvr.config.grpo import SYNC_TRANSPORTS
 from rlvr.rollout.server import Server, ServerError, request, rpc
 
-IMPLEMENTED_TRANSPORTS = ("disk",)
+IMPLEMENTED_TRANSPORTS = ("disk", "gloo")
 REL_TOL = 1e-9  # float64 sums of the same fp32/bf16 values in another order differ by ~1e-16 * sqrt(n) * sum|t|
 
 Checksum = tuple[float, float, int]  # (sum, sum of |t|, numel)
@@ -204,14 +205,14 @@ class DiskSync(WeightSync):
             pass
 
 
-def build_sync(name: str, *, sync_dir: str | Path, timeout_s: float = 600.0) -> WeightSync:
-    """The transport ``name`` (``server.sync``); gloo and nccl raise NotImplementedError with what to use."""
+def build_sync(name: str, *, sync_dir: str | Path, host: str = "127.0.0.1", timeout_s: float = 600.0) -> WeightSync:
+    """The transport ``name`` (``server.sync``): ``disk`` writes under ``sync_dir``, ``gloo`` serves its group's
+    store on ``host``. Any other name is refused with the ones that exist."""
     if name == "disk":
         return DiskSync(sync_dir, timeout_s=timeout_s)
     if name == "gloo":
-        raise NotImplementedError("server.sync=gloo (streaming tensors to the worker extension over a gloo group) is "
-                                  "not implemented yet; use server.sync=disk, which works on CPU and GPU")
-    if name == "nccl":
-        raise NotImplementedError("server.sync=nccl (vLLM's NCCL weight-transfer API) needs a GPU and is not "
-                                  "implemented yet; use server.sync=disk")
-    raise ValueError(f"unknown weight sync transport {name!r}; valid: {', '.join(SYNC_TRANSPORTS)}")
+        from rlvr.rollout.gloo_sync import GlooSync
+
+        return GlooSync(host=host, timeout_s=timeout_s)
+    raise ValueError(f"weight sync transport {name!r} does not exist here; use one of "
+                     f"{', '.join(IMPLEMENTED_TRANSPORTS)} (of {', '.join(SYNC_TRANSPORTS)})")

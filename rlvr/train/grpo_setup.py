@@ -135,7 +135,8 @@ def build_source(cfg: DictConfig, algo: Any, stream: Any, learner: Learner, engi
     g = cfg.grpo
     engine = build_engine(engine_name, learner.policy, learner.tokenizer, seed=cfg.seed,
                           think_open=cfg.task.think_open, think_close=cfg.task.think_close,
-                          batch_size=g.rollout_batch_size, server=cfg.get("server"), run_dir=cfg.output_dir)
+                          batch_size=g.rollout_batch_size, server=cfg.get("server"), run_dir=cfg.output_dir,
+                          rank=learner.accelerator.process_index, world_size=learner.accelerator.num_processes)
     runtime = RewardRuntime(RewardsConfig(**OmegaConf.to_container(cfg.rewards, resolve=True)))
     learner.pad_id = engine.pad_id  # the update pads rows as the engine does
     sampling = SamplingParams(temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens)

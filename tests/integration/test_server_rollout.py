@@ -182,6 +182,44 @@ def test_sync_moves_weights_and_checksum_catches_broken_syncs(tiny, engine, samp
     assert _greedy(engine, samples) == before
 
 
+def test_gloo_sync_streams_weights_and_its_checksum_catches_a_bad_stream(tiny, engine, samples):
+    """``server.sync=gloo`` on the module's server (its workers join a gloo group of the trainer's on 127.0.0.1):
+    the update reaches the server (greedy = the moved model's HF greedy), a stream whose values differ from the
+    trainer's checksums and a stream that lacks a tensor are both caught, and a second sync object can form a
+    new group after the first was closed."""
+    from rlvr.rollout.weight_sync import WeightSyncError, build_sync, checksums, named_weights
+
+    model, tok = tiny
+    before = _greedy(engine, samples)
+    moved = _perturbed(model, seed=2)
+    target = _greedy(_hf(moved, tok), samples)
+    assert target != before, "the perturbation does not change greedy decoding; the check would prove nothing"
+    gloo = build_sync("gloo", sync_dir="unused", host="127.0.0.1", timeout_s=120)
+    gloo.version = engine.version
+    try:
+        seconds = gloo.push(moved, engine.servers)
+        print(f"gloo sync of the tiny model: {seconds:.3f} s (group set-up included)")
+        assert gloo.version == engine.version + 1 and _greedy(engine, samples) == target
+
+        named = [(name, t.contiguous()) for name, t in named_weights(model)]
+        expected = checksums(named)
+        corrupted = [(name, t + 1e-3 if i == 0 else t) for i, (name, t) in enumerate(named)]
+        with pytest.raises(WeightSyncError, match=f"other values than the trainer's.*{named[0][0]}"):
+            gloo.apply(corrupted, expected, engine.servers, gloo.version + 1)
+        with pytest.raises(WeightSyncError, match="were not loaded"):
+            gloo.apply(named[:-1], expected, engine.servers, gloo.version + 1)
+    finally:
+        gloo.close()
+    again = build_sync("gloo", sync_dir="unused", host="127.0.0.1", timeout_s=120)
+    again.version = gloo.version + 5
+    try:
+        again.push(model, engine.servers)
+        assert _greedy(engine, samples) == before
+    finally:
+        again.close()
+        engine.sync_weights(model)  # leave the module's server holding the fixture policy (disk sync's counter)
+
+
 def test_grpo_update_reaches_the_server(tmp_path, engine):
     """rollout=server wired through setup: an update with forced rewards changes the policy's greedy output, the
     source's sync puts it into the (attached) server, whose greedy output then equals the trainer's HF greedy."""
@@ -245,8 +283,9 @@ def _servers_below(marker=""):
     return found
 
 
-def test_two_grpo_steps_through_the_cli_launch_and_stop_a_server(tmp_path, capsys):
-    """`rlvr grpo rollout=server` with no server.urls: rlvr launches a server, trains 2 steps, stops it."""
+def test_two_grpo_steps_through_the_cli_launch_and_stop_two_servers(tmp_path, capsys):
+    """`rlvr grpo rollout=server server.num_servers=2` with no server.urls: rlvr launches two servers (a core
+    each here), deals the step's two groups one to each, syncs both after every update, and stops them."""
     from rlvr.cli import main
     from rlvr.runs.tracking import read_metrics
 
@@ -257,12 +296,13 @@ def test_two_grpo_steps_through_the_cli_launch_and_stop_a_server(tmp_path, capsy
         return [p for p in _servers_below() if p.pid not in before]
 
     try:
-        assert main(["grpo", f"output_dir={run}", "rollout=server", "server.max_model_len=256", "model=tiny",
+        assert main(["grpo", f"output_dir={run}", "rollout=server", "server.num_servers=2",
+                     "server.max_model_len=256", "model=tiny",
                      "task=arith", "logger=none", "algo=grpo", "algo.kl_beta=0", "grpo.max_steps=2",
                      "grpo.prompts_per_step=2", "grpo.group_size=4", "grpo.max_new_tokens=16",
                      "grpo.max_train_prompts=64", "grpo.save_every=0", "grpo.eval_every=0",
                      "grpo.budget_eval_every=0", "grpo.num_samples_to_log=2", "rewards.num_workers=1"]) == 0
-        assert not started(), "rlvr grpo left its server running"
+        assert not started(), "rlvr grpo left a server running"
     finally:
         for proc in started():
             proc.kill()
@@ -270,7 +310,10 @@ def test_two_grpo_steps_through_the_cli_launch_and_stop_a_server(tmp_path, capsy
     rows = [r for r in read_metrics(run / "metrics.jsonl") if "reward/mean" in r]
     assert [r["step"] for r in rows] == [1, 2]
     assert all(f"time/{phase}" in row for row in rows for phase in ("rollout", "reward", "logprob", "update", "sync"))
-    assert list((run / "servers").glob("server0-*.log"))  # the launched server's log stays with the run
+    logs = [next((run / "servers").glob(f"server{i}-*.log"), None) for i in (0, 1)]  # logs stay with the run
+    assert all(logs), sorted(p.name for p in (run / "servers").iterdir())
+    for log in logs:  # round-robin: each server sampled a group in each step (uvicorn's access log)
+        assert log.read_text(errors="replace").count("POST /v1/completions") >= 2, log.name
     assert not (run / "servers" / "weights").exists()  # the sync folder is removed at the end
 
 

@@ -1,5 +1,5 @@
 """``rollout=server`` without a server: config composition and validation, checksum comparison, launch plumbing
-(command line, environment, CPU shares), the transports that are not implemented. Fast; no vLLM needed."""
+(command line, environment, CPU shares), which transports exist. Fast; no vLLM needed."""
 
 from __future__ import annotations
 
@@ -37,14 +37,18 @@ def test_bad_server_values_are_reported_together():
     assert "no room for a prompt" in problems["server.max_model_len"]
 
 
-@pytest.mark.parametrize("transport", ["gloo", "nccl"])
-def test_unimplemented_transports_say_so(transport, tmp_path):
-    from rlvr.rollout.weight_sync import build_sync
+def test_transports_gloo_is_built_and_nccl_is_refused_with_the_alternatives(tmp_path):
+    from rlvr.rollout.gloo_sync import GlooSync
+    from rlvr.rollout.weight_sync import DiskSync, build_sync
 
-    assert "not implemented yet" in _problems("server.urls=[http://127.0.0.1:8000]", f"server.sync={transport}")[
-        "server.sync"]
-    with pytest.raises(NotImplementedError, match="use server.sync=disk"):
-        build_sync(transport, sync_dir=tmp_path)
+    assert "server.sync" not in _problems("server.urls=[http://127.0.0.1:8000]", "server.sync=gloo")
+    nccl = _problems("server.urls=[http://127.0.0.1:8000]", "server.sync=nccl")["server.sync"]
+    assert "GPU" in nccl and "server.sync=gloo" in nccl
+    assert isinstance(build_sync("disk", sync_dir=tmp_path), DiskSync)
+    gloo = build_sync("gloo", sync_dir=tmp_path, host="127.0.0.1", timeout_s=5)
+    assert isinstance(gloo, GlooSync) and gloo.host == "127.0.0.1" and gloo.version == 0
+    with pytest.raises(ValueError, match="use one of disk, gloo"):
+        build_sync("nccl", sync_dir=tmp_path)
 
 
 def test_server_is_a_grpo_engine_only():
