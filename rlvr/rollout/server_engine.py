@@ -54,7 +54,7 @@ class ServerEngine(RolloutEngine):
         policy: the bare transformers causal LM being trained (read, never modified).
         tokenizer: its tokenizer (chat template applied here, as in every engine).
         servers: ``rlvr.rollout.server.Server`` objects, healthy and with rlvr's worker extension.
-        sync: the weight transport (``rlvr.rollout.weight_sync.build_sync``).
+        sync: the weight transport (``rlvr.rollout.sync_transport.build_sync``).
         request_timeout_s: seconds one HTTP completion request may take.
         sync_now: push the policy's weights before returning (what the trainer wants: no rollout from dummy
             or someone else's weights).
@@ -82,7 +82,7 @@ class ServerEngine(RolloutEngine):
         """Attach to ``urls``, or launch ``num_servers`` on loopback (logs in ``<run_dir>/servers/``), then sync."""
         import torch
 
-        from rlvr.rollout.weight_sync import build_sync
+        from rlvr.rollout.sync_transport import build_sync
 
         run_dir = Path(run_dir)
         transport = build_sync(sync, sync_dir=sync_dir or run_dir / "servers" / "weights", host=sync_host,

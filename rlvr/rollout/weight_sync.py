@@ -45,7 +45,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-from rlvr.config.grpo import SYNC_TRANSPORTS
 from rlvr.rollout.server import Server, ServerError, request, rpc
 
 IMPLEMENTED_TRANSPORTS = ("disk", "gloo")
@@ -203,16 +202,3 @@ class DiskSync(WeightSync):
             self.sync_dir.rmdir()
         except OSError:  # not empty, or already gone
             pass
-
-
-def build_sync(name: str, *, sync_dir: str | Path, host: str = "127.0.0.1", timeout_s: float = 600.0) -> WeightSync:
-    """The transport ``name`` (``server.sync``): ``disk`` writes under ``sync_dir``, ``gloo`` serves its group's
-    store on ``host``. Any other name is refused with the ones that exist."""
-    if name == "disk":
-        return DiskSync(sync_dir, timeout_s=timeout_s)
-    if name == "gloo":
-        from rlvr.rollout.gloo_sync import GlooSync
-
-        return GlooSync(host=host, timeout_s=timeout_s)
-    raise ValueError(f"weight sync transport {name!r} does not exist here; use one of "
-                     f"{', '.join(IMPLEMENTED_TRANSPORTS)} (of {', '.join(SYNC_TRANSPORTS)})")

@@ -187,7 +187,8 @@ def test_gloo_sync_streams_weights_and_its_checksum_catches_a_bad_stream(tiny, e
     the update reaches the server (greedy = the moved model's HF greedy), a stream whose values differ from the
     trainer's checksums and a stream that lacks a tensor are both caught, and a second sync object can form a
     new group after the first was closed."""
-    from rlvr.rollout.weight_sync import WeightSyncError, build_sync, checksums, named_weights
+    from rlvr.rollout.sync_transport import build_sync
+    from rlvr.rollout.weight_sync import WeightSyncError, checksums, named_weights
 
     model, tok = tiny
     before = _greedy(engine, samples)

@@ -39,7 +39,8 @@ def test_bad_server_values_are_reported_together():
 
 def test_transports_gloo_is_built_and_nccl_is_refused_with_the_alternatives(tmp_path):
     from rlvr.rollout.gloo_sync import GlooSync
-    from rlvr.rollout.weight_sync import DiskSync, build_sync
+    from rlvr.rollout.sync_transport import build_sync
+    from rlvr.rollout.weight_sync import DiskSync
 
     assert "server.sync" not in _problems("server.urls=[http://127.0.0.1:8000]", "server.sync=gloo")
     nccl = _problems("server.urls=[http://127.0.0.1:8000]", "server.sync=nccl")["server.sync"]
@@ -134,3 +135,15 @@ def test_disk_sync_close_removes_only_its_versions(tmp_path):
     sync2.write(model, 1)
     sync2.close()
     assert not (tmp_path / "w2").exists()
+
+
+def test_several_trainer_processes_need_listed_servers_one_per_rank_and_k_zero(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    launched = _problems()
+    assert "own node's loopback" in launched["server.urls"] and "urls[r::WORLD_SIZE]" in launched["server.urls"]
+    too_few = _problems("server.urls=[http://127.0.0.1:8000]")
+    assert "1 servers for 2 trainer processes" in too_few["server.urls"]
+    async_ranks = _problems("server.urls=[http://127.0.0.1:8000,http://127.0.0.1:8001]", "server.max_staleness=1",
+                            "algo.tis=true")
+    assert set(async_ranks) == {"server.max_staleness"} and "race" in async_ranks["server.max_staleness"]
+    assert _problems("server.urls=[http://127.0.0.1:8000,http://127.0.0.1:8001]") == {}
