@@ -158,13 +158,12 @@ def test_the_cpu_recipe_trains_sft_on_easy_and_grpo_on_hard_problems(tmp_path):
     run = Path(cfg.output_dir)
     sft, grpo, ev = stage_config(cfg, "sft", run), stage_config(cfg, "grpo", run), stage_config(cfg, "eval", run)
     assert cfg.model.name == "smollm2-135m" and cfg.model.add_think_tokens is False
-    assert (sft.task.arith.min_ops, sft.task.arith.max_ops) == (1, 2)
+    assert (sft.task.arith.min_ops, sft.task.arith.max_ops) == (1, 3) and sft.sft.max_train_samples == 256
     assert (grpo.task.arith.min_ops, grpo.task.arith.max_ops) == (3, 4)
     assert round(sft.sft.max_steps * sft.sft.stop_fraction) == 50
-    assert (grpo.grpo.prompts_per_step, grpo.grpo.group_size, grpo.grpo.max_steps) == (4, 8, 24)
+    assert (grpo.grpo.prompts_per_step, grpo.grpo.group_size, grpo.grpo.max_steps) == (4, 16, 16)
     assert grpo.rollout == "vllm" and (grpo.algo.clip_low, grpo.algo.clip_high) == (0.2, 0.2)
-    assert grpo.algo.process_verifier == "arith_steps" and grpo.grpo.learning_rate == 1e-5
-    assert OmegaConf.to_container(grpo.task.verifiers) == ["math", {"name": "arith_steps", "weight": 0}]
+    assert grpo.algo.dynamic_sampling and grpo.algo.process_verifier is None and grpo.grpo.learning_rate == 1e-5
     assert list(ev.eval.splits) == ["test_ops2", "test_ops3", "test_ops4"] and ev.eval.temperature == 0.0
 
 
