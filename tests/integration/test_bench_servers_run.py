@@ -1,7 +1,7 @@
 """scripts/bench_servers.py end to end on the tiny model: in-process vLLM, one server at K=0 and async K=1, each a
 real ``rlvr grpo`` run of 3 steps (the first dropped), the server pinned to its own CPU and stopped at the end.
 Checks what the table is built from, not speed (a shared 2-core machine says nothing about speed).
-Run with ``python -m pytest -q -m vllm tests/integration/test_bench_servers.py`` (~2 min on 2 cores)."""
+Run with ``python -m pytest -q -m vllm tests/integration/test_bench_servers_run.py`` (~2 min on 2 cores)."""
 
 from __future__ import annotations
 
